@@ -1,0 +1,49 @@
+# nasop: the two commands of the README are `make demo` (the main job) and `make test` (the whole
+# test suite). Both set up libtorch first: PyTorch 2.11.0 (what tch 0.24 expects) in a virtual
+# environment under $(NASOP_CACHE), reused by every later run.
+SHELL := /bin/bash
+
+TORCH_VERSION := 2.11.0
+NASOP_CACHE ?= $(HOME)/.cache/nasop
+VENV ?= $(NASOP_CACHE)/venv-torch-$(TORCH_VERSION)
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+
+# torch-sys finds libtorch through the venv's Python; build/libtorch_rpath.rs bakes its
+# directory into the binaries, so they run without LD_LIBRARY_PATH.
+export LIBTORCH_USE_PYTORCH := 1
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: setup build demo test lint fmt-check clippy fmt crds clean
+
+setup: $(VENV)/.torch-$(TORCH_VERSION)
+
+$(VENV)/.torch-$(TORCH_VERSION):
+	scripts/setup-torch.sh "$(VENV)" "$(TORCH_VERSION)"
+
+build: setup
+	$(CARGO) build --release --bins
+
+demo: build
+	NASOP_BIN="$(TARGET_DIR)/release" scripts/demo.sh
+
+test: setup
+	$(CARGO) test --workspace
+
+lint: fmt-check clippy
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy: setup
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+crds: setup
+	$(CARGO) run --quiet -p nasop -- crds --out-dir crds
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,141 @@
+//! Command-line interface of the `nasop` binary.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use nasop_crds::SpaceKind;
+
+/// nasop: neural architecture search on Kubernetes (and on one machine).
+#[derive(Parser, Debug)]
+#[command(name = "nasop", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions (YAML), or write one file per CRD into a directory.
+    Crds {
+        /// Write `<plural>.yaml` files here instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Check ArchitectureSearch manifests: types, CRD rules (CEL) and search-space parameters.
+    Validate {
+        /// Manifest files (YAML or JSON).
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+    },
+    /// Inspect search spaces and genotypes.
+    Space {
+        /// What to inspect.
+        #[command(subcommand)]
+        command: SpaceCommand,
+    },
+}
+
+/// `nasop space` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum SpaceCommand {
+    /// Size and decisions of a space.
+    Info {
+        /// The space.
+        #[command(flatten)]
+        space: SpaceArg,
+        /// List every decision with its choices.
+        #[arg(long, short)]
+        verbose: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Genotypes drawn uniformly from a space.
+    Sample {
+        /// The space.
+        #[command(flatten)]
+        space: SpaceArg,
+        /// How many.
+        #[arg(short, long, default_value_t = 5)]
+        n: usize,
+        /// Seed of the generator (ChaCha8).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Parse a genotype (string or known name), print its canonical form, hash and JSON, and
+    /// place it in a space.
+    Check {
+        /// Genotype string, or nasnet-a, mnasnet-a1, nb201-optimum.
+        genotype: String,
+        /// The space to place it in (default: its kind's default space).
+        #[command(flatten)]
+        space: OptionalSpaceArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Single-decision mutants of a genotype (as regularized evolution makes them).
+    Mutate {
+        /// Genotype string or known name.
+        genotype: String,
+        /// The space (default: the genotype's kind's default space).
+        #[command(flatten)]
+        space: OptionalSpaceArg,
+        /// How many.
+        #[arg(short, long, default_value_t = 5)]
+        n: usize,
+        /// Seed of the generator (ChaCha8).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+/// A space kind as typed on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum KindArg {
+    /// NASNet cells (arXiv 1707.07012).
+    Nasnet,
+    /// MnasNet blocks (arXiv 1807.11626).
+    Mnasnet,
+    /// NAS-Bench-201 cells (arXiv 2001.00326).
+    Nb201,
+}
+
+impl From<KindArg> for SpaceKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Nasnet => SpaceKind::Nasnet,
+            KindArg::Mnasnet => SpaceKind::Mnasnet,
+            KindArg::Nb201 => SpaceKind::Nb201,
+        }
+    }
+}
+
+/// A space: a kind with default parameters, or the `searchSpace` of a manifest.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct SpaceArg {
+    /// A space kind with the papers' parameters.
+    #[arg(long)]
+    pub space: Option<KindArg>,
+    /// The `spec.searchSpace` of an ArchitectureSearch manifest.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+}
+
+/// An optional space.
+#[derive(Args, Debug)]
+#[group(required = false, multiple = false)]
+pub struct OptionalSpaceArg {
+    /// A space kind with the papers' parameters.
+    #[arg(long)]
+    pub space: Option<KindArg>,
+    /// The `spec.searchSpace` of an ArchitectureSearch manifest.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+}

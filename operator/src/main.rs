@@ -1,0 +1,150 @@
+//! The `nasop` binary: thin dispatch over the library.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use nasop::cli::{Cli, Command, KindArg, SpaceCommand};
+use nasop::{manifest, space_tool};
+use nasop_crds::{Genotype, SearchSpace};
+
+fn main() -> ExitCode {
+    let stdout = std::io::stdout();
+    match run(Cli::parse(), &mut stdout.lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`nasop crds | head`) is not an error of ours.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn resolve(
+    space: Option<KindArg>,
+    manifest: Option<&Path>,
+    genotype: Option<&Genotype>,
+) -> Result<SearchSpace> {
+    if let Some(path) = manifest {
+        let (_, space) = manifest::load(path).with_context(|| format!("{}", path.display()))?;
+        return Ok(space);
+    }
+    match (space, genotype) {
+        (Some(kind), _) => Ok(space_tool::default_space(kind.into())),
+        (None, Some(g)) => Ok(space_tool::default_space(g.kind())),
+        (None, None) => bail!("give --space or --manifest"),
+    }
+}
+
+fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
+    match cli.command {
+        Command::Crds { out_dir } => {
+            let files = nasop_crds::api::crd_files()?;
+            match out_dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    for (name, yaml) in files {
+                        let path: PathBuf = dir.join(name);
+                        std::fs::write(&path, yaml)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        writeln!(out, "wrote {}", path.display())?;
+                    }
+                }
+                None => {
+                    let docs: Vec<String> = files.into_iter().map(|(_, y)| y).collect();
+                    write!(out, "{}", docs.join("---\n"))?;
+                }
+            }
+        }
+        Command::Validate { manifests } => {
+            let mut failed = 0;
+            for path in &manifests {
+                match manifest::load(path) {
+                    Ok((search, space)) => writeln!(
+                        out,
+                        "{}: ok (ArchitectureSearch {:?}, {} space of {} children, {})",
+                        path.display(),
+                        search.metadata.name.unwrap_or_default(),
+                        space.kind(),
+                        space_tool::scientific(&space.size()),
+                        search.spec.strategy.algorithm,
+                    )?,
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{}: invalid: {e}", path.display());
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} of {} manifests are invalid", manifests.len());
+            }
+        }
+        Command::Space { command } => match command {
+            SpaceCommand::Info {
+                space,
+                verbose,
+                json,
+            } => {
+                let space = resolve(space.space, space.manifest.as_deref(), None)?;
+                let info = space_tool::info(&space);
+                if json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(&info)?)?;
+                } else {
+                    write!(out, "{}", space_tool::render_info(&info, verbose))?;
+                }
+            }
+            SpaceCommand::Sample {
+                space,
+                n,
+                seed,
+                json,
+            } => {
+                let space = resolve(space.space, space.manifest.as_deref(), None)?;
+                for line in space_tool::sample(&space, n, seed) {
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string(&line)?)?;
+                    } else {
+                        writeln!(out, "{}  {}", line.hash, line.genotype)?;
+                    }
+                }
+            }
+            SpaceCommand::Check {
+                genotype,
+                space,
+                json,
+            } => {
+                let parsed: Genotype = genotype.parse()?;
+                let space = resolve(space.space, space.manifest.as_deref(), Some(&parsed))?;
+                let report = space_tool::check(&genotype, Some(&space))?;
+                if json {
+                    writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+                } else {
+                    write!(out, "{}", space_tool::render_check(&report))?;
+                }
+            }
+            SpaceCommand::Mutate {
+                genotype,
+                space,
+                n,
+                seed,
+            } => {
+                let parent: Genotype = genotype.parse()?;
+                let space = resolve(space.space, space.manifest.as_deref(), Some(&parent))?;
+                for line in space_tool::mutate(&space, &parent, n, seed)? {
+                    writeln!(out, "{}  {}", line.hash, line.genotype)?;
+                }
+            }
+        },
+    }
+    Ok(())
+}

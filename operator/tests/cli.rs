@@ -1,0 +1,156 @@
+//! The `nasop` binary as users run it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn nasop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nasop"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("nasop runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn crds_output_equals_the_committed_files() {
+    let out = nasop(&["crds"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let committed: Vec<String> = ["architecturesearches", "childtrials", "latencyprobes"]
+        .iter()
+        .map(|n| std::fs::read_to_string(root().join(format!("crds/{n}.yaml"))).unwrap())
+        .collect();
+    assert_eq!(text(&out.stdout), committed.join("---\n"));
+
+    let dir = std::env::temp_dir().join(format!("nasop-crds-{}", std::process::id()));
+    let out = nasop(&["crds", "--out-dir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (i, n) in ["architecturesearches", "childtrials", "latencyprobes"]
+        .iter()
+        .enumerate()
+    {
+        let written = std::fs::read_to_string(dir.join(format!("{n}.yaml"))).unwrap();
+        assert_eq!(written, committed[i], "{n}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn validate_accepts_the_examples() {
+    let out = nasop(&[
+        "validate",
+        "examples/nasnet-cifar10.yaml",
+        "examples/mnasnet-latency.yaml",
+        "examples/nb201-evolution.yaml",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("NB201 space of 1.56e4 children, Evolution"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("NASNet space of 5.10e33 children, PPO"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_rejects_a_bad_manifest_naming_the_field() {
+    let example = std::fs::read_to_string(root().join("examples/nb201-evolution.yaml")).unwrap();
+    let cases = [
+        (
+            "parallelism: 8",
+            "parallelism: 500",
+            "budget.parallelism must not exceed budget.maxTrials",
+        ),
+        (
+            "algorithm: Evolution",
+            "algorithm: Hyperband",
+            "spec.strategy.algorithm: unknown variant `Hyperband`",
+        ),
+        (
+            "format: CIFAR10",
+            "format: SVHN",
+            "spec.trial.dataset.format: unknown variant `SVHN`",
+        ),
+        (
+            "populationSize: 20",
+            "populationSize: 2",
+            "sampleSize must not exceed",
+        ),
+        (
+            "channels: 16",
+            "channels: 0",
+            "searchSpace.nb201.channels: 0 is out of range 1..=1024",
+        ),
+    ];
+    let dir = std::env::temp_dir().join(format!("nasop-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, (from, to, expected)) in cases.iter().enumerate() {
+        assert!(example.contains(from), "{from}");
+        let path = dir.join(format!("bad-{i}.yaml"));
+        std::fs::write(&path, example.replace(from, to)).unwrap();
+        let out = nasop(&["validate", path.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{to} accepted");
+        assert!(stderr.contains(expected), "{to}: {stderr}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn space_tool_reports_sizes_and_checks_genotypes() {
+    let out = nasop(&["space", "info", "--space", "nb201"]);
+    assert!(text(&out.stdout).contains("size:      15625 (1.56e4)"));
+    let out = nasop(&["space", "check", "nb201-optimum", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["decisions"], serde_json::json!([3, 3, 3, 1, 3, 2]));
+    let out = nasop(&[
+        "space",
+        "check",
+        "|nor_conv_3x3~0|+|bad~0|none~1|+|none~0|none~1|none~2|",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("node 2, edge from node 0: op = bad is not allowed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = nasop(&[
+        "space",
+        "sample",
+        "--manifest",
+        "examples/nasnet-cifar10.yaml",
+        "-n",
+        "2",
+        "--seed",
+        "4",
+    ]);
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains(" normal=|")), "{lines:?}");
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nasop"))
+        .args(["crds"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
