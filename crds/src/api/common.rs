@@ -57,6 +57,10 @@ pub mod conditions {
     pub const REASON_SPACE_EXHAUSTED: &str = "SearchSpaceExhausted";
 }
 
+/// CEL rule of `ChildTrial` and `LatencyProbe` specs: the genotype belongs to the search space
+/// (both are one-key objects naming the space).
+pub const GENOTYPE_IN_SPACE_RULE: &str = "has(self.genotype.nasnet) == has(self.searchSpace.nasnet) && has(self.genotype.mnasnet) == has(self.searchSpace.mnasnet) && has(self.genotype.nb201) == has(self.searchSpace.nb201)";
+
 named_enum! {
     /// Format of a training dataset.
     pub enum DatasetFormat {

@@ -53,7 +53,7 @@ use crate::space::{named_enum, Genotype, SearchSpaceSpec};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self == oldSelf").message("ChildTrial spec is immutable"))]
-#[x_kube(validation = Rule::new("has(self.genotype.nasnet) == has(self.searchSpace.nasnet) && has(self.genotype.mnasnet) == has(self.searchSpace.mnasnet) && has(self.genotype.nb201) == has(self.searchSpace.nb201)").message("genotype must belong to the space of searchSpace").field_path(".genotype"))]
+#[x_kube(validation = Rule::new(crate::api::GENOTYPE_IN_SPACE_RULE).message("genotype must belong to the space of searchSpace").field_path(".genotype"))]
 pub struct ChildTrialSpec {
     /// The owning search.
     #[schemars(length(min = 1, max = 253))]

@@ -188,3 +188,25 @@ pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(
     }
     Ok(())
 }
+
+/// The index of `value` in a space's list of choices, or an error naming the location, the field,
+/// the value, and the allowed values with the parameter that lists them (`param`, e.g.
+/// `searchSpace.nasnet.ops`).
+pub(crate) fn choice_index<T: PartialEq + std::fmt::Display>(
+    space: SpaceKind,
+    choices: &[T],
+    value: T,
+    location: &str,
+    field: &'static str,
+    param: &str,
+) -> Result<usize, GenotypeError> {
+    choices.iter().position(|c| *c == value).ok_or_else(|| {
+        GenotypeError::value(
+            space,
+            location,
+            field,
+            &value,
+            format!("{} ({param})", join(choices)),
+        )
+    })
+}

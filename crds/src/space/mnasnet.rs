@@ -22,7 +22,7 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::error::{check_choice_list, check_range, join, GenotypeError, SpaceError};
+use super::error::{check_choice_list, check_range, choice_index, join, GenotypeError, SpaceError};
 use super::{
     check_decisions, named_enum, schema_as, split_with_offsets, CategoricalSpace, Decision,
     SpaceKind,
@@ -781,24 +781,6 @@ impl MnasnetSpace {
     }
 }
 
-fn position<T: PartialEq + fmt::Display>(
-    choices: &[T],
-    value: T,
-    b: usize,
-    field: &'static str,
-    param: &str,
-) -> Result<usize, GenotypeError> {
-    choices.iter().position(|c| *c == value).ok_or_else(|| {
-        GenotypeError::value(
-            SPACE,
-            format!("block {}", b + 1),
-            field,
-            &value,
-            format!("{} ({FIELD}.{param})", join(choices)),
-        )
-    })
-}
-
 impl CategoricalSpace for MnasnetSpace {
     type Genotype = MnasnetGenotype;
 
@@ -837,40 +819,72 @@ impl CategoricalSpace for MnasnetSpace {
                     format!("{} ({FIELD}.reference[{b}].stride)", choices.stride),
                 ));
             }
+            let location = format!("block {}", b + 1);
+            let param = |name: &str| format!("{FIELD}.{name}");
             let all = [
                 (
-                    position(&spec.conv_ops, block.conv_op, b, "convOp", "convOps")?,
+                    choice_index(
+                        SPACE,
+                        &spec.conv_ops,
+                        block.conv_op,
+                        &location,
+                        "convOp",
+                        &param("convOps"),
+                    )?,
                     spec.conv_ops.len(),
                 ),
                 (
-                    position(&spec.kernels, block.kernel, b, "kernel", "kernels")?,
+                    choice_index(
+                        SPACE,
+                        &spec.kernels,
+                        block.kernel,
+                        &location,
+                        "kernel",
+                        &param("kernels"),
+                    )?,
                     spec.kernels.len(),
                 ),
                 (
-                    position(&spec.se_ratios, block.se_ratio, b, "seRatio", "seRatios")?,
+                    choice_index(
+                        SPACE,
+                        &spec.se_ratios,
+                        block.se_ratio,
+                        &location,
+                        "seRatio",
+                        &param("seRatios"),
+                    )?,
                     spec.se_ratios.len(),
                 ),
                 (
-                    position(&spec.skip_ops, block.skip, b, "skip", "skipOps")?,
+                    choice_index(
+                        SPACE,
+                        &spec.skip_ops,
+                        block.skip,
+                        &location,
+                        "skip",
+                        &param("skipOps"),
+                    )?,
                     spec.skip_ops.len(),
                 ),
                 (
-                    position(
+                    choice_index(
+                        SPACE,
                         &choices.filters,
                         block.filters,
-                        b,
+                        &location,
                         "filters",
-                        &format!("reference[{b}].filters x filterMultipliers"),
+                        &param(&format!("reference[{b}].filters x filterMultipliers")),
                     )?,
                     choices.filters.len(),
                 ),
                 (
-                    position(
+                    choice_index(
+                        SPACE,
                         &choices.layers,
                         block.layers,
-                        b,
+                        &location,
                         "layers",
-                        &format!("reference[{b}].layers + layerDeltas"),
+                        &param(&format!("reference[{b}].layers + layerDeltas")),
                     )?,
                     choices.layers.len(),
                 ),

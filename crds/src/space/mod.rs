@@ -180,7 +180,8 @@ pub trait CategoricalSpace {
     }
 
     /// Single-decision mutation (regularized evolution, Real et al. 2019): one decision chosen
-    /// uniformly is changed to a different choice chosen uniformly.
+    /// uniformly is changed to a different choice chosen uniformly. A space without decisions
+    /// (a single genotype) returns the parent.
     ///
     /// # Errors
     /// As [`Self::encode`], when `parent` lies outside this space.

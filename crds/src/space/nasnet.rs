@@ -20,7 +20,7 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::error::{check_choice_list, check_range, join, GenotypeError, SpaceError};
+use super::error::{check_choice_list, check_range, choice_index, join, GenotypeError, SpaceError};
 use super::{
     check_decisions, named_enum, schema_as, split_with_offsets, CategoricalSpace, Decision,
     SpaceKind,
@@ -678,23 +678,7 @@ impl NasnetSpace {
     }
 }
 
-fn position<T: PartialEq + fmt::Display>(
-    choices: &[T],
-    value: T,
-    location: &str,
-    field: &'static str,
-    param: &str,
-) -> Result<usize, GenotypeError> {
-    choices.iter().position(|c| *c == value).ok_or_else(|| {
-        GenotypeError::value(
-            SPACE,
-            location,
-            field,
-            &value,
-            format!("{} (searchSpace.nasnet.{param})", join(choices)),
-        )
-    })
-}
+const OPS: &str = "searchSpace.nasnet.ops";
 
 impl CategoricalSpace for NasnetSpace {
     type Genotype = NasnetGenotype;
@@ -721,14 +705,15 @@ impl CategoricalSpace for NasnetSpace {
                 let location = format!("{kind} cell, block {}", b + 1);
                 indices.push(usize::from(block.input_a));
                 indices.push(usize::from(block.input_b));
-                let op_a = position(&spec.ops, block.op_a, &location, "opA", "ops")?;
-                let op_b = position(&spec.ops, block.op_b, &location, "opB", "ops")?;
-                let combine = position(
+                let op_a = choice_index(SPACE, &spec.ops, block.op_a, &location, "opA", OPS)?;
+                let op_b = choice_index(SPACE, &spec.ops, block.op_b, &location, "opB", OPS)?;
+                let combine = choice_index(
+                    SPACE,
                     &spec.combine,
                     block.combine,
                     &location,
                     "combine",
-                    "combine",
+                    "searchSpace.nasnet.combine",
                 )?;
                 if spec.ops.len() > 1 {
                     indices.extend([op_a, op_b]);

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::error::{check_choice_list, check_range, join, GenotypeError, SpaceError};
+use super::error::{check_choice_list, check_range, choice_index, join, GenotypeError, SpaceError};
 use super::{
     check_decisions, named_enum, schema_as, split_with_offsets, CategoricalSpace, Decision,
     SpaceKind,
@@ -349,17 +349,14 @@ impl CategoricalSpace for Nb201Space {
         let mut indices = Vec::with_capacity(EDGES);
         for j in 1..=COMPUTE_NODES {
             for i in 0..j {
-                let op = genotype.edge(j, i);
-                let index = self.spec.ops.iter().position(|o| *o == op).ok_or_else(|| {
-                    GenotypeError::value(
-                        SPACE,
-                        format!("node {j}, edge from node {i}"),
-                        "op",
-                        op,
-                        format!("{} (searchSpace.nb201.ops)", join(&self.spec.ops)),
-                    )
-                })?;
-                indices.push(index);
+                indices.push(choice_index(
+                    SPACE,
+                    &self.spec.ops,
+                    genotype.edge(j, i),
+                    &format!("node {j}, edge from node {i}"),
+                    "op",
+                    "searchSpace.nb201.ops",
+                )?);
             }
         }
         if self.decisions.is_empty() {
