@@ -17,10 +17,9 @@ export PATH := $(VENV)/bin:$(PATH)
 
 .PHONY: setup build demo test lint fmt-check clippy fmt crds clean
 
-setup: $(VENV)/.torch-$(TORCH_VERSION)
-
-$(VENV)/.torch-$(TORCH_VERSION):
-	scripts/setup-torch.sh "$(VENV)" "$(TORCH_VERSION)"
+# Returns at once when the venv is ready.
+setup:
+	@scripts/setup-torch.sh "$(VENV)" "$(TORCH_VERSION)"
 
 build: setup
 	$(CARGO) build --release --bins

@@ -3,12 +3,14 @@
 # unless that environment already holds it. Usage: scripts/setup-torch.sh VENV_DIR TORCH_VERSION
 #
 # tch 0.24 expects PyTorch 2.11.0. The wheel from PyPI is the CUDA build (~4.6 GB with its
-# NVIDIA libraries): the same libtorch runs on CPU-only machines and on GPU nodes.
+# NVIDIA libraries): the same libtorch runs on CPU-only machines and on GPU nodes. NumPy comes
+# along only so that `import torch` (run by torch-sys's build script) starts without a warning.
 set -euo pipefail
 
 venv=${1:?usage: setup-torch.sh VENV_DIR TORCH_VERSION}
 version=${2:?usage: setup-torch.sh VENV_DIR TORCH_VERSION}
-marker="$venv/.torch-$version"
+numpy_version=2.4.6
+marker="$venv/.ready-torch-$version-numpy-$numpy_version"
 python=${PYTHON:-python3}
 
 [[ -f $marker ]] && exit 0
@@ -49,7 +51,7 @@ if [[ ! -x $venv/bin/python ]]; then
 fi
 
 echo "setup: installing torch==$version into $venv (one time, ~4.6 GB)" >&2
-"$venv/bin/python" -m pip install --disable-pip-version-check --quiet "torch==$version"
+"$venv/bin/python" -m pip install --disable-pip-version-check --quiet "torch==$version" "numpy==$numpy_version"
 "$venv/bin/python" - "$version" <<'PY'
 import sys, torch
 want = sys.argv[1]

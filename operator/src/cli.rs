@@ -7,7 +7,7 @@ use nasop_crds::SpaceKind;
 
 /// nasop: neural architecture search on Kubernetes (and on one machine).
 #[derive(Parser, Debug)]
-#[command(name = "nasop", version, about)]
+#[command(name = "nasop", version)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -8,4 +8,5 @@
 
 pub mod cli;
 pub mod manifest;
+pub mod schema;
 pub mod space_tool;

@@ -5,10 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use nasop::cli::{Cli, Command, KindArg, SpaceCommand};
-use nasop::{manifest, space_tool};
+use nasop::manifest::{self, ManifestError};
+use nasop::space_tool;
 use nasop_crds::{Genotype, SearchSpace};
 
 fn main() -> ExitCode {
@@ -29,13 +30,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// A manifest error, prefixed with the file unless the message already names it.
+fn in_file(path: &Path, error: ManifestError) -> anyhow::Error {
+    match error {
+        ManifestError::Io { .. } => error.into(),
+        other => anyhow!("{}: {other}", path.display()),
+    }
+}
+
 fn resolve(
     space: Option<KindArg>,
     manifest: Option<&Path>,
     genotype: Option<&Genotype>,
 ) -> Result<SearchSpace> {
     if let Some(path) = manifest {
-        let (_, space) = manifest::load(path).with_context(|| format!("{}", path.display()))?;
+        let (_, space) = manifest::load(path).map_err(|e| in_file(path, e))?;
         return Ok(space);
     }
     match (space, genotype) {
@@ -81,7 +90,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                     )?,
                     Err(e) => {
                         failed += 1;
-                        eprintln!("{}: invalid: {e}", path.display());
+                        eprintln!("invalid: {}", in_file(path, e));
                     }
                 }
             }
@@ -124,12 +133,18 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                 json,
             } => {
                 let parsed: Genotype = genotype.parse()?;
+                let explicit = space.space.is_some() || space.manifest.is_some();
                 let space = resolve(space.space, space.manifest.as_deref(), Some(&parsed))?;
                 let report = space_tool::check(&genotype, Some(&space))?;
                 if json {
                     writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
                 } else {
                     write!(out, "{}", space_tool::render_check(&report))?;
+                }
+                // Outside the space the user named is a failed check; outside the default space
+                // of its kind (MnasNet-A1, NASNet-A) is only a fact about the genotype.
+                if explicit && report.outside_space.is_some() {
+                    bail!("the genotype lies outside the given search space");
                 }
             }
             SpaceCommand::Mutate {

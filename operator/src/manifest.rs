@@ -1,31 +1,39 @@
 //! Reading and checking `ArchitectureSearch` manifests before anything runs.
 //!
-//! A manifest is rejected with the field named: YAML syntax (line and column), the wrong kind or
-//! API version, a field of the wrong type or an unknown enum value (the JSON path of the field),
-//! a CEL rule of the CRD (the same rules the API server enforces, evaluated here), or invalid
-//! search-space parameters.
+//! A manifest goes through the checks the API server would make, in its order, and is rejected
+//! with the field named: YAML syntax (line and column; duplicate keys and non-finite numbers
+//! included), the kind and API version, `metadata.name`, the CRD's OpenAPI schema (types,
+//! required fields, ranges, enums, unknown fields as kubectl's strict validation, one-key
+//! unions), the CRD's CEL rules, and finally the search-space parameters.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use nasop_crds::api::{ArchitectureSearch, GROUP, VERSION};
+use nasop_crds::api::{crds, ArchitectureSearch, GROUP, VERSION};
 use nasop_crds::{SearchSpace, SpaceError};
+use serde::Deserialize;
+
+use crate::schema::SchemaValidator;
 
 /// Why a manifest was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    /// Not valid YAML.
+    /// Not valid YAML (or JSON).
     #[error("not valid YAML: {0}")]
     Yaml(String),
+    /// The file holds no document, or not exactly the one `ArchitectureSearch` expected.
+    #[error("{0}")]
+    Documents(String),
     /// Not an `ArchitectureSearch` of this API version.
-    #[error("{field}: expected {expected:?}, found {found:?}")]
+    #[error("{field}: expected {expected:?}, found {found}")]
     Kind {
         /// `kind` or `apiVersion`.
         field: &'static str,
@@ -34,48 +42,192 @@ pub enum ManifestError {
         /// What the manifest says.
         found: String,
     },
-    /// A field has the wrong type, an unknown value, or is missing.
-    #[error("{path}: {message}")]
-    Field {
-        /// JSON path of the field, e.g. `spec.budget.maxTrials`.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
+    /// Problems with fields: `metadata.name`, the schema, or a field serde rejects.
+    #[error("{}", list(.0))]
+    Fields(Vec<String>),
     /// One or more CEL rules of the CRD failed.
-    #[error("{}", .0.join("; "))]
+    #[error("{}", list(.0))]
     Rules(Vec<String>),
     /// The search-space parameters are invalid.
     #[error(transparent)]
     Space(#[from] SpaceError),
 }
 
-/// Parses a manifest (YAML or JSON) into an `ArchitectureSearch`.
+fn list(problems: &[String]) -> String {
+    match problems {
+        [one] => one.clone(),
+        many => format!("{} problems:\n  {}", many.len(), many.join("\n  ")),
+    }
+}
+
+/// Splits a YAML (or JSON) text into its documents, as JSON values.
 ///
 /// # Errors
-/// [`ManifestError::Yaml`], [`ManifestError::Kind`] or [`ManifestError::Field`].
-pub fn parse(text: &str) -> Result<ArchitectureSearch, ManifestError> {
-    // Kubernetes manifests are JSON documents written in YAML: read a JSON value first.
-    let value: serde_json::Value =
-        serde_yaml::from_str(text).map_err(|e| ManifestError::Yaml(e.to_string()))?;
+/// [`ManifestError::Yaml`] for syntax errors, duplicate keys, non-string keys and non-finite
+/// numbers (`.nan`, `.inf`: JSON, and so the API, has none), naming the document and the place.
+pub fn documents(text: &str) -> Result<Vec<serde_json::Value>, ManifestError> {
+    let mut docs = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = serde_yaml::Value::deserialize(doc)
+            .map_err(|e| ManifestError::Yaml(format!("document {}: {e}", i + 1)))?;
+        if value.is_null() {
+            continue; // an empty document, e.g. after a trailing `---`
+        }
+        if let Some(path) = non_finite(&value, String::new()) {
+            return Err(ManifestError::Yaml(format!(
+                "document {}: {path}: .nan and .inf are not numbers in JSON or the Kubernetes API",
+                i + 1
+            )));
+        }
+        let json = serde_json::to_value(&value)
+            .map_err(|e| ManifestError::Yaml(format!("document {}: {e}", i + 1)))?;
+        docs.push(json);
+    }
+    Ok(docs)
+}
+
+fn non_finite(value: &serde_yaml::Value, path: String) -> Option<String> {
+    match value {
+        serde_yaml::Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => {
+            Some(if path.is_empty() {
+                "(document)".into()
+            } else {
+                path
+            })
+        }
+        serde_yaml::Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| non_finite(v, format!("{path}[{i}]"))),
+        serde_yaml::Value::Mapping(map) => map.iter().find_map(|(k, v)| {
+            let key = k
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{k:?}"));
+            non_finite(
+                v,
+                if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                },
+            )
+        }),
+        serde_yaml::Value::Tagged(tagged) => non_finite(&tagged.value, path),
+        _ => None,
+    }
+}
+
+fn describe(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "nothing",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "a mapping",
+    }
+}
+
+/// Whether a document is an `ArchitectureSearch` (by `kind`).
+pub fn is_search(value: &serde_json::Value) -> bool {
+    value.get("kind").and_then(|k| k.as_str()) == Some("ArchitectureSearch")
+}
+
+fn schema() -> &'static SchemaValidator {
+    static SCHEMA: OnceLock<SchemaValidator> = OnceLock::new();
+    SCHEMA.get_or_init(|| SchemaValidator::for_crd(&crds()[0]))
+}
+
+/// Checks `metadata.name` as the API server does (a DNS-1123 subdomain) and as nasop needs
+/// (at most 63 characters: it is a label value on every trial).
+fn name_problem(value: &serde_json::Value) -> Option<String> {
+    let name = match value.pointer("/metadata/name") {
+        None | Some(serde_json::Value::Null) => {
+            return Some("metadata.name: required (generateName is not supported)".into())
+        }
+        Some(serde_json::Value::String(name)) => name,
+        Some(other) => {
+            return Some(format!(
+                "metadata.name: expected a string, found {}",
+                describe(other)
+            ))
+        }
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name
+            .split('.')
+            .all(|part| !part.is_empty() && !part.starts_with('-') && !part.ends_with('-'));
+    (!valid).then(|| {
+        format!(
+            "metadata.name: {name:?} is not allowed; allowed: 1 to 63 lowercase letters, digits, '-' \
+             and '.', starting and ending with a letter or digit (a DNS-1123 subdomain that fits \
+             a label value)"
+        )
+    })
+}
+
+/// Parses one document into an `ArchitectureSearch`.
+///
+/// # Errors
+/// [`ManifestError::Kind`] or [`ManifestError::Fields`] (every schema problem, by field path).
+pub fn parse_value(value: serde_json::Value) -> Result<ArchitectureSearch, ManifestError> {
+    if !value.is_object() {
+        return Err(ManifestError::Documents(format!(
+            "expected a mapping (an ArchitectureSearch object), found {}",
+            describe(&value)
+        )));
+    }
     let api_version = format!("{GROUP}/{VERSION}");
     for (field, expected) in [("kind", "ArchitectureSearch"), ("apiVersion", &api_version)] {
-        let found = value
-            .get(field)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        if found != expected {
+        let found = value.get(field);
+        if found.and_then(|v| v.as_str()) != Some(expected) {
             return Err(ManifestError::Kind {
                 field,
                 expected: expected.to_string(),
-                found: found.to_string(),
+                found: match found {
+                    Some(serde_json::Value::String(s)) => format!("{s:?}"),
+                    Some(other) => describe(other).to_string(),
+                    None => "nothing".into(),
+                },
             });
         }
     }
-    serde_path_to_error::deserialize(value).map_err(|e| ManifestError::Field {
-        path: e.path().to_string(),
-        message: e.inner().to_string(),
-    })
+    let mut problems: Vec<String> = name_problem(&value).into_iter().collect();
+    problems.extend(schema().problems(&value));
+    if !problems.is_empty() {
+        return Err(ManifestError::Fields(problems));
+    }
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| ManifestError::Fields(vec![format!("{}: {}", e.path(), e.inner())]))
+}
+
+/// Parses a text that holds exactly one `ArchitectureSearch`.
+///
+/// # Errors
+/// [`ManifestError::Documents`] when it holds none or several, or the error of
+/// [`documents`] or [`parse_value`].
+pub fn parse(text: &str) -> Result<ArchitectureSearch, ManifestError> {
+    let docs = documents(text)?;
+    match docs.len() {
+        0 => Err(ManifestError::Documents(
+            "the file is empty: no YAML document in it".into(),
+        )),
+        1 => parse_value(docs.into_iter().next().expect("one document")),
+        n => {
+            let searches: Vec<_> = docs.into_iter().filter(is_search).collect();
+            match searches.len() {
+                1 => parse_value(searches.into_iter().next().expect("one search")),
+                found => Err(ManifestError::Documents(format!(
+                    "expected one ArchitectureSearch among the file's {n} documents, found {found}"
+                ))),
+            }
+        }
+    }
 }
 
 /// Checks a parsed search: the CRD's CEL rules and the search-space parameters; gives the
@@ -97,16 +249,23 @@ pub fn check(search: &ArchitectureSearch) -> Result<SearchSpace, ManifestError> 
     Ok(search.spec.search_space.build()?)
 }
 
-/// Reads, parses and checks a manifest file.
+/// Reads a file.
+///
+/// # Errors
+/// [`ManifestError::Io`].
+pub fn read(path: &Path) -> Result<String, ManifestError> {
+    std::fs::read_to_string(path).map_err(|cause| ManifestError::Io {
+        path: path.to_path_buf(),
+        cause,
+    })
+}
+
+/// Reads, parses and checks a manifest file holding one `ArchitectureSearch`.
 ///
 /// # Errors
 /// Any [`ManifestError`].
 pub fn load(path: &Path) -> Result<(ArchitectureSearch, SearchSpace), ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let search = parse(&text)?;
+    let search = parse(&read(path)?)?;
     let space = check(&search)?;
     Ok((search, space))
 }
@@ -128,6 +287,13 @@ spec:
     dataset: {format: CIFAR10, path: /data}
 "#;
 
+    fn error(text: &str) -> String {
+        match parse(text) {
+            Err(e) => e.to_string(),
+            Ok(search) => check(&search).map(|_| ()).unwrap_err().to_string(),
+        }
+    }
+
     #[test]
     fn good_manifest_loads() {
         let search = parse(GOOD).unwrap();
@@ -137,60 +303,112 @@ spec:
 
     #[test]
     fn wrong_type_names_the_field_path() {
-        let err = parse(&GOOD.replace("maxTrials: 10", "maxTrials: ten")).unwrap_err();
-        let msg = err.to_string();
+        let msg = error(&GOOD.replace("maxTrials: 10", "maxTrials: ten"));
         assert!(
-            msg.starts_with("spec.budget.maxTrials: invalid type: string \"ten\""),
+            msg.starts_with("spec.budget.maxTrials: \"ten\" is not of type"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_numbers_name_the_field_and_the_bound() {
+        let msg = error(&GOOD.replace("parallelism: 2", "parallelism: 0"));
+        assert_eq!(
+            msg,
+            "spec.budget.parallelism: 0 is less than the minimum of 1"
+        );
+        let msg = error(&GOOD.replace("maxTrials: 10", "maxTrials: -5"));
+        assert!(
+            msg.contains("spec.budget.maxTrials: -5 is less than the minimum of 1"),
             "{msg}"
         );
     }
 
     #[test]
     fn unknown_enum_value_names_the_field_and_the_allowed_values() {
-        let err = parse(&GOOD.replace("algorithm: Random", "algorithm: Bayes")).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.starts_with("spec.strategy.algorithm: unknown variant `Bayes`"),
-            "{msg}"
+        let msg = error(&GOOD.replace("algorithm: Random", "algorithm: Bayes"));
+        assert_eq!(
+            msg,
+            "spec.strategy.algorithm: \"Bayes\" is not allowed; allowed values: \"PPO\", \"REINFORCE\", \"Evolution\", \"Random\""
         );
         assert!(msg.contains("PPO") && msg.contains("Evolution"), "{msg}");
     }
 
     #[test]
     fn missing_field_names_its_parent() {
-        let err = parse(&GOOD.replace("    image: trainer\n", "")).unwrap_err();
-        assert_eq!(err.to_string(), "spec.trial: missing field `image`");
+        let msg = error(&GOOD.replace("    image: trainer\n", ""));
+        assert_eq!(msg, "spec.trial: \"image\" is a required property");
     }
 
     #[test]
-    fn unknown_search_space_is_named() {
-        let err = parse(&GOOD.replace("{nb201: {}}", "{darts: {}}")).unwrap_err();
-        let msg = err.to_string();
+    fn unknown_fields_are_rejected_like_kubectl_strict_validation() {
+        let msg = error(&GOOD.replace("maxTrials: 10", "maxTrails: 10, maxTrials: 10"));
         assert!(
-            msg.starts_with("spec.searchSpace: unknown variant `darts`"),
+            msg.contains(
+                "spec.budget: Additional properties are not allowed ('maxTrails' was unexpected)"
+            ),
             "{msg}"
         );
-        assert!(msg.contains("nasnet") && msg.contains("nb201"), "{msg}");
+        let msg = error(&GOOD.replace("{nb201: {}}", "{nb201: {chanels: 16}}"));
+        assert!(msg.contains("'chanels' was unexpected"), "{msg}");
+    }
+
+    #[test]
+    fn unions_need_exactly_one_key() {
+        let msg = error(&GOOD.replace("{nb201: {}}", "{darts: {}}"));
+        assert!(
+            msg.contains(
+                "spec.searchSpace: exactly one of nasnet, mnasnet, nb201 must be set, found none"
+            ),
+            "{msg}"
+        );
+        let msg = error(&GOOD.replace("{nb201: {}}", "{nb201: {}, nasnet: {}}"));
+        assert!(msg.contains("must be set, found nasnet, nb201"), "{msg}");
+    }
+
+    #[test]
+    fn several_problems_are_listed_together() {
+        let msg = error(
+            &GOOD
+                .replace("parallelism: 2", "parallelism: 0")
+                .replace("path: /data", "path: ''"),
+        );
+        assert!(msg.starts_with("2 problems:"), "{msg}");
+        assert!(msg.contains("spec.trial.dataset.path"), "{msg}");
     }
 
     #[test]
     fn wrong_kind_is_named() {
-        let err = parse(&GOOD.replace("kind: ArchitectureSearch", "kind: Experiment")).unwrap_err();
+        let msg = error(&GOOD.replace("kind: ArchitectureSearch", "kind: Experiment"));
         assert_eq!(
-            err.to_string(),
+            msg,
             "kind: expected \"ArchitectureSearch\", found \"Experiment\""
         );
-        let err = parse(&GOOD.replace("v1alpha1", "v1")).unwrap_err();
-        assert!(err
-            .to_string()
-            .starts_with("apiVersion: expected \"nasop.dev/v1alpha1\""));
+        let msg = error(&GOOD.replace("v1alpha1", "v1"));
+        assert!(
+            msg.starts_with("apiVersion: expected \"nasop.dev/v1alpha1\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn names_follow_the_api_rules() {
+        let msg = error(&GOOD.replace("{name: s}", "{labels: {}}"));
+        assert!(msg.starts_with("metadata.name: required"), "{msg}");
+        let msg = error(&GOOD.replace("{name: s}", "{name: 'NB201 Search!'}"));
+        assert!(
+            msg.contains("metadata.name: \"NB201 Search!\" is not allowed"),
+            "{msg}"
+        );
+        let long = "a".repeat(64);
+        let msg = error(&GOOD.replace("{name: s}", &format!("{{name: {long}}}")));
+        assert!(msg.contains("is not allowed"), "{msg}");
+        assert!(parse(&GOOD.replace("{name: s}", "{name: nb201.run-2}")).is_ok());
     }
 
     #[test]
     fn cel_rule_failures_name_the_field() {
-        let search = parse(&GOOD.replace("parallelism: 2", "parallelism: 20")).unwrap();
-        let err = check(&search).unwrap_err();
-        let msg = err.to_string();
+        let msg = error(&GOOD.replace("parallelism: 2", "parallelism: 20"));
         assert!(
             msg.contains("budget.parallelism must not exceed budget.maxTrials"),
             "{msg}"
@@ -199,18 +417,63 @@ spec:
 
     #[test]
     fn bad_space_parameters_are_named() {
-        let search = parse(&GOOD.replace("{nb201: {}}", "{nb201: {ops: []}}")).unwrap();
-        let err = check(&search).unwrap_err();
+        let msg = error(&GOOD.replace("{nb201: {}}", "{nb201: {ops: [none, none]}}"));
         assert!(
-            err.to_string()
-                .contains("searchSpace.nb201.ops: must list at least one value"),
-            "{err}"
+            msg.contains("searchSpace.nb201.ops: none is listed twice"),
+            "{msg}"
         );
     }
 
     #[test]
-    fn yaml_syntax_error_is_reported() {
-        let err = parse("spec: [unclosed").unwrap_err();
-        assert!(matches!(err, ManifestError::Yaml(_)), "{err:?}");
+    fn yaml_problems_are_reported() {
+        assert!(matches!(
+            parse("spec: [unclosed"),
+            Err(ManifestError::Yaml(_))
+        ));
+        let msg = error(&GOOD.replace("maxTrials: 10", "maxTrials: 10, maxTrials: 1"));
+        assert!(
+            msg.contains("duplicate entry with key \"maxTrials\""),
+            "{msg}"
+        );
+        let msg = error(&GOOD.replace(
+            "{format: CIFAR10, path: /data}",
+            "{format: CIFAR10, path: /data}\n    learningRate: .nan",
+        ));
+        assert!(
+            msg.contains("spec.trial.learningRate: .nan and .inf are not numbers"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn empty_and_non_mapping_documents_are_named() {
+        assert_eq!(error(""), "the file is empty: no YAML document in it");
+        assert_eq!(error("---\n"), "the file is empty: no YAML document in it");
+        assert_eq!(
+            error("[1, 2]"),
+            "expected a mapping (an ArchitectureSearch object), found a list"
+        );
+        assert_eq!(
+            error("just some text"),
+            "expected a mapping (an ArchitectureSearch object), found a string"
+        );
+    }
+
+    #[test]
+    fn multi_document_files_need_exactly_one_search() {
+        let namespace = "apiVersion: v1\nkind: Namespace\nmetadata: {name: nas}\n";
+        let search = parse(&format!("{namespace}---{GOOD}")).unwrap();
+        assert_eq!(search.metadata.name.as_deref(), Some("s"));
+        let msg = error(&format!("{GOOD}---{GOOD}"));
+        assert_eq!(
+            msg,
+            "expected one ArchitectureSearch among the file's 2 documents, found 2"
+        );
+    }
+
+    #[test]
+    fn json_manifests_work() {
+        let value: serde_json::Value = serde_yaml::from_str(GOOD).unwrap();
+        assert!(parse(&serde_json::to_string(&value).unwrap()).is_ok());
     }
 }

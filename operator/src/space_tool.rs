@@ -23,14 +23,22 @@ pub fn default_space(kind: SpaceKind) -> SearchSpace {
     spec.build().expect("default parameters are valid")
 }
 
-/// `value` in scientific notation with 3 significant digits, e.g. `5.10e33`.
+/// `value` in scientific notation, rounded to 3 significant digits, e.g. `5.11e33`.
 pub fn scientific(value: &BigUint) -> String {
     let digits = value.to_string();
     if digits.len() <= 4 {
         return digits;
     }
-    let mantissa = format!("{}.{}", &digits[..1], &digits[1..3]);
-    format!("{mantissa}e{}", digits.len() - 1)
+    let mut lead: u32 = digits[..3].parse().expect("digits");
+    let mut exponent = digits.len() - 1;
+    if digits.as_bytes()[3] >= b'5' {
+        lead += 1;
+    }
+    if lead == 1000 {
+        lead = 100;
+        exponent += 1;
+    }
+    format!("{}.{:02}e{exponent}", lead / 100, lead % 100)
 }
 
 /// Size and decisions of a space.
@@ -117,28 +125,30 @@ impl GenotypeLine {
     }
 }
 
-/// `n` genotypes drawn uniformly from `space` with a seeded generator (ChaCha8).
-pub fn sample(space: &SearchSpace, n: usize, seed: u64) -> Vec<GenotypeLine> {
+/// `n` genotypes drawn uniformly from `space` with a seeded generator (ChaCha8), one at a time.
+pub fn sample(space: &SearchSpace, n: usize, seed: u64) -> impl Iterator<Item = GenotypeLine> + '_ {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| GenotypeLine::of(&space.sample(&mut rng)))
-        .collect()
+    (0..n).map(move |_| GenotypeLine::of(&space.sample(&mut rng)))
 }
 
-/// `n` single-decision mutants of `parent`.
+/// `n` single-decision mutants of `parent`, one at a time.
 ///
 /// # Errors
 /// When `parent` lies outside `space` (the error names the field).
-pub fn mutate(
-    space: &SearchSpace,
-    parent: &Genotype,
+pub fn mutate<'a>(
+    space: &'a SearchSpace,
+    parent: &'a Genotype,
     n: usize,
     seed: u64,
-) -> Result<Vec<GenotypeLine>, GenotypeError> {
+) -> Result<impl Iterator<Item = GenotypeLine> + 'a, GenotypeError> {
+    space.validate(parent)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| space.mutate(parent, &mut rng).map(|g| GenotypeLine::of(&g)))
-        .collect()
+    Ok((0..n).map(move |_| {
+        let child = space
+            .mutate(parent, &mut rng)
+            .expect("a parent inside the space mutates");
+        GenotypeLine::of(&child)
+    }))
 }
 
 /// What `nasop space check` reports about a genotype.
@@ -205,9 +215,16 @@ mod tests {
     fn scientific_keeps_three_digits() {
         assert_eq!(scientific(&BigUint::from(15_625u32)), "1.56e4");
         assert_eq!(scientific(&BigUint::from(432u32)), "432");
+        assert_eq!(scientific(&BigUint::from(99_951u32)), "1.00e5");
+        assert_eq!(scientific(&BigUint::from(12_349u32)), "1.23e4");
+        // 5,107,366,... and 1,247,968,...: rounded, not cut.
         assert_eq!(
             scientific(&default_space(SpaceKind::Nasnet).size()),
-            "5.10e33"
+            "5.11e33"
+        );
+        assert_eq!(
+            scientific(&default_space(SpaceKind::Mnasnet).size()),
+            "1.25e18"
         );
     }
 
@@ -225,9 +242,9 @@ mod tests {
     #[test]
     fn samples_are_reproducible_per_seed() {
         let space = default_space(SpaceKind::Mnasnet);
-        let a = sample(&space, 3, 9);
-        let b = sample(&space, 3, 9);
-        let c = sample(&space, 3, 10);
+        let a: Vec<_> = sample(&space, 3, 9).collect();
+        let b: Vec<_> = sample(&space, 3, 9).collect();
+        let c: Vec<_> = sample(&space, 3, 10).collect();
         assert_eq!(
             a.iter().map(|g| &g.genotype).collect::<Vec<_>>(),
             b.iter().map(|g| &g.genotype).collect::<Vec<_>>()
@@ -256,9 +273,18 @@ mod tests {
     #[test]
     fn mutants_differ_from_their_parent() {
         let space = default_space(SpaceKind::Nasnet);
-        let parent: Genotype = "nasnet-a".parse().unwrap();
-        let mutants = mutate(&space, &parent, 5, 1).unwrap();
+        let parent = space.sample(&mut ChaCha8Rng::seed_from_u64(2));
+        let mutants: Vec<_> = mutate(&space, &parent, 5, 1).unwrap().collect();
         assert_eq!(mutants.len(), 5);
         assert!(mutants.iter().all(|m| m.hash != parent.hash().to_string()));
+        // NASNet-A's explicit output lists are outside the space: no silent loss.
+        let err = mutate(&space, &"nasnet-a".parse().unwrap(), 1, 1)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("concat = 0,2,3,4,5,6 is not allowed"),
+            "{err}"
+        );
     }
 }

@@ -60,7 +60,7 @@ fn validate_accepts_the_examples() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("NASNet space of 5.10e33 children, PPO"),
+        stdout.contains("NASNet space of 5.11e33 children, PPO"),
         "{stdout}"
     );
 }
@@ -75,14 +75,19 @@ fn validate_rejects_a_bad_manifest_naming_the_field() {
             "budget.parallelism must not exceed budget.maxTrials",
         ),
         (
+            "parallelism: 8",
+            "parallelism: 0",
+            "spec.budget.parallelism: 0 is less than the minimum of 1",
+        ),
+        (
             "algorithm: Evolution",
             "algorithm: Hyperband",
-            "spec.strategy.algorithm: unknown variant `Hyperband`",
+            "spec.strategy.algorithm: \"Hyperband\" is not allowed; allowed values: \"PPO\"",
         ),
         (
             "format: CIFAR10",
             "format: SVHN",
-            "spec.trial.dataset.format: unknown variant `SVHN`",
+            "spec.trial.dataset.format: \"SVHN\" is not allowed",
         ),
         (
             "populationSize: 20",
@@ -92,7 +97,23 @@ fn validate_rejects_a_bad_manifest_naming_the_field() {
         (
             "channels: 16",
             "channels: 0",
-            "searchSpace.nb201.channels: 0 is out of range 1..=1024",
+            "spec.searchSpace.nb201.channels: 0 is less than the minimum of 1",
+        ),
+        ("channels: 16", "chanels: 16", "'chanels' was unexpected"),
+        (
+            "maxTrials: 200",
+            "maxTrials: 200\n    maxTrials: 1",
+            "duplicate entry with key \"maxTrials\"",
+        ),
+        (
+            "name: nb201-evolution",
+            "name: NB201_Evolution",
+            "metadata.name: \"NB201_Evolution\" is not allowed",
+        ),
+        (
+            "claimName: cifar10\n",
+            "",
+            "spec.trial.dataset.volume.persistentVolumeClaim: \"claimName\" is a required property",
         ),
     ];
     let dir = std::env::temp_dir().join(format!("nasop-bad-{}", std::process::id()));

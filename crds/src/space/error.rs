@@ -11,7 +11,7 @@ pub enum GenotypeError {
     Syntax {
         /// Space of the string.
         space: SpaceKind,
-        /// The input (at most 200 characters of it).
+        /// The input, or the part of it around `offset` when it is long.
         input: String,
         /// Byte offset of the mistake in the input.
         offset: usize,
@@ -64,12 +64,12 @@ pub enum GenotypeError {
     },
     /// The string is not the form of any space.
     #[error(
-        "{input:?} is not a genotype: expected a NASNet string (normal=|op~i|op~j|+...;reduce=...), \
+        "{input:?} is not a genotype: expected a NASNet string (normal=|op~i|op~j|+...;reduction=...), \
          a MnasNet block string (r1_k3_s11_e1_i32_o16,...), a NAS-Bench-201 string \
          (|op~0|+|op~0|op~1|+|op~0|op~1|op~2|) or one of the names nasnet-a, mnasnet-a1, nb201-optimum"
     )]
     UnknownForm {
-        /// The input (at most 80 characters of it).
+        /// The input (its first 80 characters when longer).
         input: String,
     },
 }
@@ -83,7 +83,7 @@ impl GenotypeError {
     ) -> Self {
         Self::Syntax {
             space,
-            input: input.chars().take(200).collect(),
+            input: excerpt(input, offset),
             offset,
             message: message.into(),
         }
@@ -96,11 +96,16 @@ impl GenotypeError {
         value: impl ToString,
         allowed: impl Into<String>,
     ) -> Self {
+        let value = value.to_string();
         Self::Value {
             space,
             location: location.into(),
             field,
-            value: value.to_string(),
+            value: if value.is_empty() {
+                "\"\"".into()
+            } else {
+                shorten(&value, 80)
+            },
             allowed: allowed.into(),
         }
     }
@@ -120,6 +125,35 @@ impl GenotypeError {
             found,
         }
     }
+}
+
+/// At most `max` characters of `text`, with `...` where it was cut.
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        format!("{}...", text.chars().take(max).collect::<String>())
+    }
+}
+
+/// The part of `input` around byte `offset` (all of it when short), for syntax errors.
+fn excerpt(input: &str, offset: usize) -> String {
+    const WINDOW: usize = 60;
+    if input.chars().count() <= 2 * WINDOW {
+        return input.to_string();
+    }
+    let floor = |mut i: usize| {
+        i = i.min(input.len());
+        while !input.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let start = floor(offset.saturating_sub(WINDOW));
+    let end = floor(offset.saturating_add(WINDOW));
+    let prefix = if start > 0 { "..." } else { "" };
+    let suffix = if end < input.len() { "..." } else { "" };
+    format!("{prefix}{}{suffix}", &input[start..end])
 }
 
 /// Invalid search-space parameters (`spec.searchSpace` of an `ArchitectureSearch`).

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{check_choice_list, check_range, choice_index, join, GenotypeError, SpaceError};
 use super::{
-    check_decisions, named_enum, schema_as, split_with_offsets, CategoricalSpace, Decision,
-    SpaceKind,
+    check_decisions, named_enum, parse_digits, schema_as, split_with_offsets, CategoricalSpace,
+    Decision, SpaceKind,
 };
 
 const SPACE: SpaceKind = SpaceKind::Mnasnet;
@@ -84,6 +84,13 @@ named_enum! {
         /// No skip.
         None => "none",
     }
+}
+
+/// Allowed SE ratios: none, or one that keeps at least 1% of the channels in the squeeze.
+const SE_ALLOWED: &str = "0 (no SE) or a ratio in [0.01, 1]";
+
+fn valid_se_ratio(ratio: f64) -> bool {
+    ratio == 0.0 || (0.01..=1.0).contains(&ratio)
 }
 
 /// One block of the skeleton: `layers` identical layers, the first with `stride`.
@@ -210,12 +217,8 @@ impl MnasnetGenotype {
             if !(1..=2).contains(&block.stride) {
                 return bad("stride", &block.stride, "1, 2".into());
             }
-            if !(0.0..=1.0).contains(&block.se_ratio) {
-                return bad(
-                    "seRatio",
-                    &block.se_ratio,
-                    "0 (no SE) or a ratio in (0, 1]".into(),
-                );
+            if !valid_se_ratio(block.se_ratio) {
+                return bad("seRatio", &block.se_ratio, SE_ALLOWED.into());
             }
             if !(1..=MAX_FILTERS).contains(&block.filters_in) {
                 return bad("filtersIn", &block.filters_in, format!("1..={MAX_FILTERS}"));
@@ -305,6 +308,25 @@ impl FromStr for MnasnetGenotype {
     }
 }
 
+/// The numeric tokens of a block string: letter, field, allowed values.
+const NUMERIC_TOKENS: [(char, &str, &str); 6] = [
+    ('r', "layers", "1..=16"),
+    ('k', "kernel", "1, 3, 5, 7"),
+    ('s', "stride", "s11, s22"),
+    ('e', "expansion", "e1, e3, e6"),
+    ('i', "filtersIn", "1..=8192"),
+    ('o', "filters", "1..=8192"),
+];
+
+/// Digits with an optional fraction (`0.25`, `1`): the SE ratio's form.
+fn is_decimal(text: &str) -> bool {
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match text.split_once('.') {
+        Some((whole, fraction)) => all_digits(whole) && all_digits(fraction),
+        None => all_digits(text),
+    }
+}
+
 fn parse_block(
     input: &str,
     base: usize,
@@ -316,15 +338,17 @@ fn parse_block(
     let mut se_ratio = None;
     let mut skip = None;
     let mut conv = false;
-    let number = |offset: usize, token: &str, digits: &str, field| {
-        digits.parse::<u32>().map_err(|_| {
-            GenotypeError::syntax(
-                SPACE,
-                input,
-                offset,
-                format!("{location}: {field} in {token:?} must be a number"),
-            )
-        })
+    let unknown = |offset: usize, token: &str| {
+        GenotypeError::syntax(
+            SPACE,
+            input,
+            offset,
+            format!(
+                "{location}: unknown token {token:?}; allowed: r<layers>, k<kernel>, \
+                 s<stride><stride>, e<expansion>, i<filters in>, o<filters out>, se<ratio>, \
+                 noskip, poolskip, conv"
+            ),
+        )
     };
     for (offset, token) in split_with_offsets(text, base, '_') {
         let duplicate = || {
@@ -352,40 +376,36 @@ fn parse_block(
                 }
             }
             _ if token.starts_with("se") => {
-                let ratio: f64 = token[2..].parse().map_err(|_| {
-                    GenotypeError::syntax(
-                        SPACE,
-                        input,
-                        offset,
-                        format!("{location}: SE ratio in {token:?} must be a number"),
-                    )
-                })?;
+                let ratio = Some(&token[2..])
+                    .filter(|r| is_decimal(r))
+                    .and_then(|r| r.parse::<f64>().ok())
+                    .ok_or_else(|| {
+                        GenotypeError::syntax(
+                            SPACE,
+                            input,
+                            offset,
+                            format!(
+                                "{location}: SE ratio in {token:?} must be a decimal like 0.25"
+                            ),
+                        )
+                    })?;
                 if se_ratio.replace(ratio).is_some() {
                     return Err(duplicate());
                 }
             }
             _ => {
-                let slot = match token.chars().next() {
-                    Some('r') => 0,
-                    Some('k') => 1,
-                    Some('s') => 2,
-                    Some('e') => 3,
-                    Some('i') => 4,
-                    Some('o') => 5,
-                    _ => {
-                        return Err(GenotypeError::syntax(
-                            SPACE,
-                            input,
-                            offset,
-                            format!(
-                            "{location}: unknown token {token:?}; allowed: r<layers>, k<kernel>, \
-                                 s<stride><stride>, e<expansion>, i<filters in>, o<filters out>, \
-                                 se<ratio>, noskip, poolskip, conv"
-                        ),
-                        ))
-                    }
-                };
-                let value = number(offset, token, &token[1..], "the value")?;
+                let mut chars = token.chars();
+                let first = chars.next();
+                let digits = chars.as_str();
+                let slot = NUMERIC_TOKENS
+                    .iter()
+                    .position(|(c, ..)| Some(*c) == first)
+                    .filter(|_| !digits.is_empty() && digits.bytes().all(|d| d.is_ascii_digit()))
+                    .ok_or_else(|| unknown(offset, token))?;
+                let (_, field, allowed) = NUMERIC_TOKENS[slot];
+                let value = parse_digits(digits)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(|| GenotypeError::value(SPACE, &location, field, token, allowed))?;
                 if numbers[slot].replace(value).is_some() {
                     return Err(duplicate());
                 }
@@ -637,10 +657,13 @@ impl MnasnetSpace {
             }
         }
         check_choice_list(&format!("{FIELD}.seRatios"), &spec.se_ratios, || {
-            "ratios in [0, 1]".into()
+            SE_ALLOWED.into()
         })?;
-        for r in &spec.se_ratios {
-            check_range(&format!("{FIELD}.seRatios"), *r, 0.0, 1.0)?;
+        if let Some(r) = spec.se_ratios.iter().find(|r| !valid_se_ratio(**r)) {
+            return Err(SpaceError::new(
+                format!("{FIELD}.seRatios"),
+                format!("{r} is not allowed; allowed values: {SE_ALLOWED}"),
+            ));
         }
         check_choice_list(&format!("{FIELD}.skipOps"), &spec.skip_ops, SkipOp::allowed)?;
         check_choice_list(
@@ -996,7 +1019,9 @@ mod tests {
             ("r1_k3_s12_e1_i32_o16", "block 1: stride = s12 is not allowed; allowed values: s11, s22"),
             ("r1_k3_s11_e4_i32_o16", "block 1: expansion = e4 is not allowed; allowed values: e1 (depthwise-separable conv), e3, e6 (MBConv)"),
             ("r1_k3_s11_e6_i32_o16_conv", "block 1: expansion = e6 with conv is not allowed"),
-            ("r1_k3_s11_e1_i32_o16_se1.5", "block 1: seRatio = 1.5 is not allowed"),
+            ("r1_k3_s11_e1_i32_o16_se1.5", "block 1: seRatio = 1.5 is not allowed; allowed values: 0 (no SE) or a ratio in [0.01, 1]"),
+            ("r1_k3_s11_e1_i32_o16_se0.001", "block 1: seRatio = 0.001 is not allowed"),
+            ("r1_k3_s11_e1_i32_o4294967296", "block 1: filters = o4294967296 is not allowed; allowed values: 1..=8192"),
             ("r0_k3_s11_e1_i32_o16", "block 1: layers = 0 is not allowed; allowed values: 1..=16"),
             ("r1_k3_s11_e1_i32_o0", "block 1: filters = 0 is not allowed"),
         ];
@@ -1020,8 +1045,21 @@ mod tests {
         );
         let err = parse("r1_k3_k5_s11_e1_i32_o16").unwrap_err();
         assert!(err.to_string().contains("token \"k5\" repeats"), "{err}");
-        let err = parse("r1_kx_s11_e1_i32_o16").unwrap_err();
-        assert!(err.to_string().contains("must be a number"), "{err}");
+        for token in ["kx", "k+3", "identity", "sé", "o-1"] {
+            let err = parse(&format!("r1_{token}_s11_e1_i32_o16")).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("unknown token {token:?}")),
+                "{token}: {err}"
+            );
+        }
+        for token in ["se1e-3", "se.25", "se0.25.1", "se"] {
+            let err = parse(&format!("r1_k3_s11_e1_i32_o16_{token}")).unwrap_err();
+            assert!(
+                err.to_string().contains("must be a decimal like 0.25"),
+                "{token}: {err}"
+            );
+        }
     }
 
     #[test]

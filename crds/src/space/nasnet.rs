@@ -22,14 +22,14 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{check_choice_list, check_range, choice_index, join, GenotypeError, SpaceError};
 use super::{
-    check_decisions, named_enum, schema_as, split_with_offsets, CategoricalSpace, Decision,
-    SpaceKind,
+    check_decisions, named_enum, parse_digits, schema_as, split_with_offsets, CategoricalSpace,
+    Decision, SpaceKind,
 };
 
 const SPACE: SpaceKind = SpaceKind::Nasnet;
 
-/// Every NASNet genotype string starts with this.
-pub const NORMAL_KEY: &str = "normal=";
+/// The keys of a NASNet genotype string (`key=value`, separated by `;`).
+pub const KEYS: [&str; 4] = ["normal", "normal_concat", "reduction", "reduction_concat"];
 
 /// Most blocks a cell may have (the paper uses B = 5).
 pub const MAX_BLOCKS: usize = 10;
@@ -137,7 +137,8 @@ impl NasnetCell {
     /// # Errors
     /// [`GenotypeError`] naming the cell, block and field: a block count outside
     /// `1..=MAX_BLOCKS`, an input that is not an earlier hidden state, a `concat` entry out of
-    /// range or listed twice.
+    /// range or listed twice, or a `concat` list that leaves out a block output no block
+    /// consumes (that block would be computed for nothing).
     pub fn new(
         kind: CellKind,
         blocks: Vec<NasnetBlock>,
@@ -202,7 +203,22 @@ impl NasnetCell {
                         ));
                     }
                 }
-                (list != default_concat(&blocks)).then_some(list)
+                let default = default_concat(&blocks);
+                if let Some(dropped) = default.iter().find(|s| !list.contains(s)) {
+                    return Err(GenotypeError::value(
+                        SPACE,
+                        location,
+                        "concat",
+                        join(&list).replace(' ', ""),
+                        format!(
+                            "lists holding every block output that no block consumes ({}); \
+                             block {}'s output ({dropped}) would be computed and dropped",
+                            join(&default),
+                            dropped - 1
+                        ),
+                    ));
+                }
+                (list != default).then_some(list)
             }
         };
         Ok(Self { blocks, concat })
@@ -412,7 +428,8 @@ impl FromStr for NasnetGenotype {
                     format!("expected key=value, found {part:?}"),
                 )
             })?;
-            let value_offset = offset + key.len() + 1;
+            let value_offset = offset + key.len() + 1 + (value.len() - value.trim_start().len());
+            let (key, value) = (key.trim(), value.trim());
             let (kind, is_concat) = match key {
                 "normal" => (CellKind::Normal, false),
                 "reduction" => (CellKind::Reduction, false),
@@ -423,9 +440,7 @@ impl FromStr for NasnetGenotype {
                         SPACE,
                         input,
                         offset,
-                        format!(
-                            "unknown key {key:?}; allowed keys: normal, normal_concat, reduction, reduction_concat"
-                        ),
+                        format!("unknown key {key:?}; allowed keys: {}", KEYS.join(", ")),
                     ))
                 }
             };
@@ -508,9 +523,17 @@ fn parse_blocks(
                 let op = NasnetOp::from_name(op).ok_or_else(|| {
                     GenotypeError::value(SPACE, &location, name_op, op, NasnetOp::allowed())
                 })?;
-                let state: u8 = state.parse().map_err(|_| {
-                    GenotypeError::value(SPACE, &location, name_in, format!("{state:?}"), input_allowed(b))
-                })?;
+                let state = parse_digits(state)
+                    .and_then(|s| u8::try_from(s).ok())
+                    .ok_or_else(|| {
+                        GenotypeError::value(
+                            SPACE,
+                            &location,
+                            name_in,
+                            format!("{state:?}"),
+                            input_allowed(b),
+                        )
+                    })?;
                 Ok::<_, GenotypeError>((state, op))
             };
             let (input_a, op_a) = operand(fields[0], "inputA", "opA")?;
@@ -541,7 +564,7 @@ fn parse_concat(
     split_with_offsets(text, base, ',')
         .into_iter()
         .map(|(offset, s)| {
-            s.parse::<u8>().map_err(|_| {
+            parse_digits(s).and_then(|v| u8::try_from(v).ok()).ok_or_else(|| {
                 GenotypeError::syntax(
                     SPACE,
                     input,
@@ -721,6 +744,19 @@ impl CategoricalSpace for NasnetSpace {
                 if spec.combine.len() > 1 {
                     indices.push(combine);
                 }
+            }
+            if cell.has_explicit_concat() {
+                return Err(GenotypeError::value(
+                    SPACE,
+                    format!("{kind} cell"),
+                    "concat",
+                    join(cell.concat()).replace(' ', ""),
+                    format!(
+                        "{} (the space's rule: the block outputs no block consumes; an explicit \
+                         output list is not one of its decisions)",
+                        join(default_concat(&cell.blocks)).replace(' ', "")
+                    ),
+                ));
             }
         }
         Ok(indices)
@@ -1026,16 +1062,41 @@ mod tests {
     }
 
     #[test]
-    fn nasnet_a_lies_in_the_default_space_up_to_its_concat_lists() {
+    fn nasnet_a_lies_outside_the_default_space_only_by_its_concat_lists() {
+        // The released cells' output lists are not decisions of the search space: encoding them
+        // would lose them, so NASNet-A is reported outside the space, naming the list.
         let space = NasnetSpace::new(&NasnetSpaceSpec::default()).unwrap();
         let g = parse(NASNET_A).unwrap();
-        let d = space.encode(&g).unwrap();
-        let decoded = space.decode(&d).unwrap();
-        // Decoding applies the default output rule; the blocks are the same.
-        assert_eq!(decoded.normal().blocks(), g.normal().blocks());
-        assert_eq!(decoded.reduction().blocks(), g.reduction().blocks());
-        assert_eq!(decoded.normal().concat(), vec![2, 3, 4, 5, 6]);
-        assert_eq!(decoded.reduction().concat(), vec![4, 5, 6]);
+        let err = space.encode(&g).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid NASNet genotype: normal cell: concat = 0,2,3,4,5,6 is not allowed; allowed values: 2,3,4,5,6 (the space's rule: the block outputs no block consumes; an explicit output list is not one of its decisions)"
+        );
+        // The same blocks with the default output rule lie in the space and round-trip.
+        let blocks_only = NasnetGenotype::new(
+            NasnetCell::new(CellKind::Normal, g.normal().blocks().to_vec(), None).unwrap(),
+            NasnetCell::new(CellKind::Reduction, g.reduction().blocks().to_vec(), None).unwrap(),
+        );
+        let d = space.encode(&blocks_only).unwrap();
+        assert_eq!(space.decode(&d).unwrap(), blocks_only);
+        assert_eq!(blocks_only.reduction().concat(), vec![4, 5, 6]);
+    }
+
+    #[test]
+    fn concat_lists_that_drop_a_block_are_rejected() {
+        // Blocks 1..2 are consumed by nobody: a list without them computes them for nothing.
+        let base = small(
+            "|conv_3x3~0|identity~1|+|conv_1x1~0|conv_1x1~1|",
+            "|conv_1x1~0|conv_1x1~1|",
+        );
+        let err = parse(&format!("{base};normal_concat=0,1")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid NASNet genotype: normal cell, concat: concat = 0,1 is not allowed; allowed values: lists holding every block output that no block consumes (2, 3); block 1's output (2) would be computed and dropped"
+        );
+        // Adding states to the default list is allowed (NASNet-A adds h[i-1]).
+        let g = parse(&format!("{base};normal_concat=0,2,3")).unwrap();
+        assert_eq!(g.normal().concat(), vec![0, 2, 3]);
     }
 
     #[test]

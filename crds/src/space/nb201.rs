@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{check_choice_list, check_range, choice_index, join, GenotypeError, SpaceError};
 use super::{
-    check_decisions, named_enum, schema_as, split_with_offsets, CategoricalSpace, Decision,
-    SpaceKind,
+    check_decisions, named_enum, parse_digits, schema_as, split_with_offsets, CategoricalSpace,
+    Decision, SpaceKind,
 };
 
 const SPACE: SpaceKind = SpaceKind::Nb201;
@@ -213,7 +213,7 @@ impl FromStr for Nb201Genotype {
                     )
                 })?;
                 let allowed_inputs = join(0..j);
-                let from: usize = from.parse().map_err(|_| {
+                let from = parse_digits(from).map(|f| f as usize).ok_or_else(|| {
                     GenotypeError::value(
                         SPACE,
                         format!("node {j}"),
