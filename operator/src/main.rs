@@ -76,26 +76,42 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             }
         }
         Command::Validate { manifests } => {
-            let mut failed = 0;
+            let (mut failed, mut total) = (0, 0);
             for path in &manifests {
-                match manifest::load(path) {
-                    Ok((search, space)) => writeln!(
-                        out,
-                        "{}: ok (ArchitectureSearch {:?}, {} space of {} children, {})",
-                        path.display(),
-                        search.metadata.name.unwrap_or_default(),
-                        space.kind(),
-                        space_tool::scientific(&space.size()),
-                        search.spec.strategy.algorithm,
-                    )?,
+                let searches = match manifest::read(path).and_then(|t| manifest::parse_all(&t)) {
+                    Ok(searches) => searches,
                     Err(e) => {
-                        failed += 1;
+                        (failed, total) = (failed + 1, total + 1);
                         eprintln!("invalid: {}", in_file(path, e));
+                        continue;
+                    }
+                };
+                let several = searches.len() > 1;
+                for (k, parsed) in searches.into_iter().enumerate() {
+                    total += 1;
+                    let label = if several {
+                        format!("{} (search {} of the file)", path.display(), k + 1)
+                    } else {
+                        path.display().to_string()
+                    };
+                    match parsed.and_then(|s| manifest::check(&s).map(|space| (s, space))) {
+                        Ok((search, space)) => writeln!(
+                            out,
+                            "{label}: ok (ArchitectureSearch {:?}, {} space of {} children, {})",
+                            search.metadata.name.unwrap_or_default(),
+                            space.kind(),
+                            space_tool::scientific(&space.size()),
+                            search.spec.strategy.algorithm,
+                        )?,
+                        Err(e) => {
+                            failed += 1;
+                            eprintln!("invalid: {label}: {e}");
+                        }
                     }
                 }
             }
             if failed > 0 {
-                bail!("{failed} of {} manifests are invalid", manifests.len());
+                bail!("{failed} of {total} searches are invalid");
             }
         }
         Command::Space { command } => match command {

@@ -63,24 +63,27 @@ fn list(problems: &[String]) -> String {
 /// Splits a YAML (or JSON) text into its documents, as JSON values.
 ///
 /// # Errors
-/// [`ManifestError::Yaml`] for syntax errors, duplicate keys, non-string keys and non-finite
-/// numbers (`.nan`, `.inf`: JSON, and so the API, has none), naming the document and the place.
+/// [`ManifestError::Yaml`] for syntax errors, duplicate keys and non-string keys, naming the
+/// document and the place; [`ManifestError::Fields`] for non-finite numbers (`.nan`, `.inf`:
+/// JSON, and so the API, has none). Merge keys (`<<`) are expanded.
 pub fn documents(text: &str) -> Result<Vec<serde_json::Value>, ManifestError> {
     let mut docs = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc)
-            .map_err(|e| ManifestError::Yaml(format!("document {}: {e}", i + 1)))?;
+        let yaml_error = |e: &dyn std::fmt::Display| {
+            ManifestError::Yaml(format!("document {}: {}", i + 1, shorten(&e.to_string())))
+        };
+        let mut value = serde_yaml::Value::deserialize(doc).map_err(|e| yaml_error(&e))?;
         if value.is_null() {
             continue; // an empty document, e.g. after a trailing `---`
         }
+        value.apply_merge().map_err(|e| yaml_error(&e))?; // `<<: *anchor` merge keys
         if let Some(path) = non_finite(&value, String::new()) {
-            return Err(ManifestError::Yaml(format!(
-                "document {}: {path}: .nan and .inf are not numbers in JSON or the Kubernetes API",
+            return Err(ManifestError::Fields(vec![format!(
+                "{path}: .nan and .inf are not numbers in JSON or the Kubernetes API (document {})",
                 i + 1
-            )));
+            )]));
         }
-        let json = serde_json::to_value(&value)
-            .map_err(|e| ManifestError::Yaml(format!("document {}: {e}", i + 1)))?;
+        let json = serde_json::to_value(&value).map_err(|e| yaml_error(&e))?;
         docs.push(json);
     }
     Ok(docs)
@@ -118,6 +121,15 @@ fn non_finite(value: &serde_yaml::Value, path: String) -> Option<String> {
     }
 }
 
+/// At most 200 characters of a message (a YAML error may quote a huge key).
+fn shorten(text: &str) -> String {
+    if text.chars().count() <= 200 {
+        text.to_string()
+    } else {
+        format!("{}...", text.chars().take(200).collect::<String>())
+    }
+}
+
 fn describe(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "nothing",
@@ -139,36 +151,47 @@ fn schema() -> &'static SchemaValidator {
     SCHEMA.get_or_init(|| SchemaValidator::for_crd(&crds()[0]))
 }
 
-/// Checks `metadata.name` as the API server does (a DNS-1123 subdomain) and as nasop needs
-/// (at most 63 characters: it is a label value on every trial).
-fn name_problem(value: &serde_json::Value) -> Option<String> {
-    let name = match value.pointer("/metadata/name") {
-        None | Some(serde_json::Value::Null) => {
-            return Some("metadata.name: required (generateName is not supported)".into())
-        }
-        Some(serde_json::Value::String(name)) => name,
-        Some(other) => {
-            return Some(format!(
-                "metadata.name: expected a string, found {}",
-                describe(other)
-            ))
-        }
-    };
-    let valid = !name.is_empty()
+/// Whether `name` is a DNS-1123 subdomain of at most 63 characters (`dots`) or a DNS-1123
+/// label (no dots), the forms Kubernetes requires of object names and namespaces.
+fn dns_name(name: &str, dots: bool) -> bool {
+    !name.is_empty()
         && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
+        })
         && name
             .split('.')
-            .all(|part| !part.is_empty() && !part.starts_with('-') && !part.ends_with('-'));
-    (!valid).then(|| {
-        format!(
-            "metadata.name: {name:?} is not allowed; allowed: 1 to 63 lowercase letters, digits, '-' \
-             and '.', starting and ending with a letter or digit (a DNS-1123 subdomain that fits \
-             a label value)"
-        )
-    })
+            .all(|part| !part.is_empty() && !part.starts_with('-') && !part.ends_with('-'))
+}
+
+/// Checks `metadata.name` as the API server does (a DNS-1123 subdomain) and as nasop needs
+/// (at most 63 characters: it is a label value on every trial), and `metadata.namespace`
+/// (a DNS-1123 label).
+fn metadata_problems(value: &serde_json::Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (field, dots, required) in [("name", true, true), ("namespace", false, false)] {
+        let shown = match value.get("metadata").and_then(|m| m.get(field)) {
+            None | Some(serde_json::Value::Null) if required => {
+                problems.push("metadata.name: required (generateName is not supported)".into());
+                continue;
+            }
+            None | Some(serde_json::Value::Null) => continue,
+            Some(serde_json::Value::String(text)) if dns_name(text, dots) => continue,
+            Some(serde_json::Value::String(text)) => format!("{:?}", shorten(text)),
+            Some(other) => describe(other).to_string(),
+        };
+        let form = if dots {
+            "1 to 63 lowercase letters, digits, '-' and '.', each dot-separated part starting and \
+             ending with a letter or digit (a DNS-1123 subdomain that fits a label value)"
+        } else {
+            "1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit \
+             (a DNS-1123 label)"
+        };
+        problems.push(format!(
+            "metadata.{field}: {shown} is not allowed; allowed: {form}"
+        ));
+    }
+    problems
 }
 
 /// Parses one document into an `ArchitectureSearch`.
@@ -190,14 +213,14 @@ pub fn parse_value(value: serde_json::Value) -> Result<ArchitectureSearch, Manif
                 field,
                 expected: expected.to_string(),
                 found: match found {
-                    Some(serde_json::Value::String(s)) => format!("{s:?}"),
+                    Some(serde_json::Value::String(s)) => format!("{:?}", shorten(s)),
                     Some(other) => describe(other).to_string(),
                     None => "nothing".into(),
                 },
             });
         }
     }
-    let mut problems: Vec<String> = name_problem(&value).into_iter().collect();
+    let mut problems = metadata_problems(&value);
     problems.extend(schema().problems(&value));
     if !problems.is_empty() {
         return Err(ManifestError::Fields(problems));
@@ -206,27 +229,50 @@ pub fn parse_value(value: serde_json::Value) -> Result<ArchitectureSearch, Manif
         .map_err(|e| ManifestError::Fields(vec![format!("{}: {}", e.path(), e.inner())]))
 }
 
-/// Parses a text that holds exactly one `ArchitectureSearch`.
+/// Parses every `ArchitectureSearch` of a text (other kinds of documents beside them, such as a
+/// Namespace, are passed over); one result per search, in file order.
 ///
 /// # Errors
-/// [`ManifestError::Documents`] when it holds none or several, or the error of
-/// [`documents`] or [`parse_value`].
-pub fn parse(text: &str) -> Result<ArchitectureSearch, ManifestError> {
+/// The error of [`documents`], or [`ManifestError::Documents`] when the text holds no
+/// document or no `ArchitectureSearch` (a single document of another kind gets the error of
+/// [`parse_value`], which names its kind).
+pub fn parse_all(
+    text: &str,
+) -> Result<Vec<Result<ArchitectureSearch, ManifestError>>, ManifestError> {
     let docs = documents(text)?;
     match docs.len() {
         0 => Err(ManifestError::Documents(
             "the file is empty: no YAML document in it".into(),
         )),
-        1 => parse_value(docs.into_iter().next().expect("one document")),
+        1 => Ok(vec![parse_value(docs.into_iter().next().expect("one"))]),
         n => {
-            let searches: Vec<_> = docs.into_iter().filter(is_search).collect();
-            match searches.len() {
-                1 => parse_value(searches.into_iter().next().expect("one search")),
-                found => Err(ManifestError::Documents(format!(
-                    "expected one ArchitectureSearch among the file's {n} documents, found {found}"
-                ))),
+            let searches: Vec<_> = docs
+                .into_iter()
+                .filter(is_search)
+                .map(parse_value)
+                .collect();
+            if searches.is_empty() {
+                return Err(ManifestError::Documents(format!(
+                    "none of the file's {n} documents is an ArchitectureSearch"
+                )));
             }
+            Ok(searches)
         }
+    }
+}
+
+/// Parses a text that holds exactly one `ArchitectureSearch`.
+///
+/// # Errors
+/// [`ManifestError::Documents`] when it holds none or several, or the error of
+/// [`parse_all`].
+pub fn parse(text: &str) -> Result<ArchitectureSearch, ManifestError> {
+    let mut searches = parse_all(text)?;
+    match searches.len() {
+        1 => searches.pop().expect("one search"),
+        n => Err(ManifestError::Documents(format!(
+            "expected one ArchitectureSearch in the file, found {n}"
+        ))),
     }
 }
 
@@ -234,8 +280,8 @@ pub fn parse(text: &str) -> Result<ArchitectureSearch, ManifestError> {
 /// built space.
 ///
 /// # Errors
-/// [`ManifestError::Rules`] with one `field: message` per failed rule, or
-/// [`ManifestError::Space`].
+/// [`ManifestError::Rules`] with one `field: message` per failed rule (or when dedupe is on and
+/// `maxTrials` exceeds the number of distinct children), or [`ManifestError::Space`].
 pub fn check(search: &ArchitectureSearch) -> Result<SearchSpace, ManifestError> {
     if let Err(errors) = search.validate_cel() {
         return Err(ManifestError::Rules(
@@ -246,7 +292,19 @@ pub fn check(search: &ArchitectureSearch) -> Result<SearchSpace, ManifestError> 
                 .collect(),
         ));
     }
-    Ok(search.spec.search_space.build()?)
+    let space = search.spec.search_space.build()?;
+    let budget = &search.spec.budget;
+    if search.spec.strategy.dedupe
+        && num_bigint::BigUint::from(budget.max_trials.max(0) as u64) > space.size()
+    {
+        return Err(ManifestError::Rules(vec![format!(
+            "spec.budget.maxTrials: {} exceeds the {} distinct children of the search space while \
+             spec.strategy.dedupe is true; lower maxTrials or widen the space",
+            budget.max_trials,
+            space.size()
+        )]));
+    }
+    Ok(space)
 }
 
 /// Reads a file.
@@ -404,6 +462,13 @@ spec:
         let msg = error(&GOOD.replace("{name: s}", &format!("{{name: {long}}}")));
         assert!(msg.contains("is not allowed"), "{msg}");
         assert!(parse(&GOOD.replace("{name: s}", "{name: nb201.run-2}")).is_ok());
+        let msg = error(&GOOD.replace("{name: s}", "{name: s, namespace: 'Bad NS'}"));
+        assert!(
+            msg.starts_with("metadata.namespace: \"Bad NS\" is not allowed"),
+            "{msg}"
+        );
+        let msg = error(&GOOD.replace("{name: s}", &format!("{{name: {}}}", "n".repeat(100_000))));
+        assert!(msg.len() < 600, "{} bytes", msg.len());
     }
 
     #[test]
@@ -413,6 +478,23 @@ spec:
             msg.contains("budget.parallelism must not exceed budget.maxTrials"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_budget_larger_than_the_space_is_rejected_when_deduplicating() {
+        let small = GOOD.replace("{nb201: {}}", "{nb201: {ops: [none, skip_connect]}}");
+        let msg = error(&small.replace("maxTrials: 10", "maxTrials: 65"));
+        assert!(
+            msg.contains("spec.budget.maxTrials: 65 exceeds the 64 distinct children"),
+            "{msg}"
+        );
+        assert!(parse(&small.replace("maxTrials: 10", "maxTrials: 64"))
+            .map(|s| check(&s).is_ok())
+            .unwrap());
+        let no_dedupe = small
+            .replace("maxTrials: 10", "maxTrials: 65")
+            .replace("{algorithm: Random}", "{algorithm: Random, dedupe: false}");
+        assert!(check(&parse(&no_dedupe).unwrap()).is_ok());
     }
 
     #[test]
@@ -443,6 +525,8 @@ spec:
             msg.contains("spec.trial.learningRate: .nan and .inf are not numbers"),
             "{msg}"
         );
+        let merged = GOOD.replace("  trial:\n", "  trial:\n    <<: {epochs: 3}\n");
+        assert_eq!(parse(&merged).unwrap().spec.trial.epochs, 3);
     }
 
     #[test]
@@ -465,9 +549,23 @@ spec:
         let search = parse(&format!("{namespace}---{GOOD}")).unwrap();
         assert_eq!(search.metadata.name.as_deref(), Some("s"));
         let msg = error(&format!("{GOOD}---{GOOD}"));
+        assert_eq!(msg, "expected one ArchitectureSearch in the file, found 2");
+        let all = parse_all(&format!(
+            "{GOOD}---\n{namespace}---{}",
+            GOOD.replace("name: s", "name: t")
+        ))
+        .unwrap();
+        let names: Vec<_> = all
+            .into_iter()
+            .map(|s| s.unwrap().metadata.name.unwrap())
+            .collect();
+        assert_eq!(names, ["s", "t"]);
+        let msg = parse_all(&format!("{namespace}---\n{namespace}"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             msg,
-            "expected one ArchitectureSearch among the file's 2 documents, found 2"
+            "none of the file's 2 documents is an ArchitectureSearch"
         );
     }
 

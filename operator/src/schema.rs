@@ -192,14 +192,6 @@ fn to_json_schema(schema: &mut Value) {
     let Some(object) = schema.as_object_mut() else {
         return;
     };
-    if object.remove("nullable") == Some(Value::Bool(true)) {
-        if let Some(Value::String(t)) = object.get("type").cloned() {
-            object.insert("type".into(), serde_json::json!([t, "null"]));
-        }
-    }
-    if union_keys(object).is_some() {
-        object.remove("oneOf");
-    }
     // Integer bounds come as floats (`minimum: 1.0`, OpenAPI's number type); as integers they
     // read better in messages ("less than the minimum of 1").
     if object.get("type").and_then(Value::as_str) == Some("integer") {
@@ -210,6 +202,14 @@ fn to_json_schema(schema: &mut Value) {
                 }
             }
         }
+    }
+    if object.remove("nullable") == Some(Value::Bool(true)) {
+        if let Some(Value::String(t)) = object.get("type").cloned() {
+            object.insert("type".into(), serde_json::json!([t, "null"]));
+        }
+    }
+    if union_keys(object).is_some() {
+        object.remove("oneOf");
     }
     let preserve = object.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
     if object.contains_key("properties")

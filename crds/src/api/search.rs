@@ -422,7 +422,7 @@ pub struct ProbeTemplate {
     pub threads: i32,
     /// Input shape N, C, H, W (default: batch 1 and the dataset's image shape).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 4, max = 4))]
+    #[schemars(length(min = 4, max = 4), inner(range(min = 1, max = 65536)))]
     pub input_shape: Option<Vec<i32>>,
     /// Probes running at once on one node (latency is disturbed by neighbours).
     #[serde(default = "default_per_node")]

@@ -85,7 +85,8 @@ impl GenotypeError {
             space,
             input: excerpt(input, offset),
             offset,
-            message: message.into(),
+            // Messages quote the offending token: keep a huge one from flooding the terminal.
+            message: shorten(&message.into(), 240),
         }
     }
 
@@ -96,16 +97,17 @@ impl GenotypeError {
         value: impl ToString,
         allowed: impl Into<String>,
     ) -> Self {
-        let value = value.to_string();
+        let value = shorten(&value.to_string(), 80);
+        // Quote values a reader could not see as they are: empty, white space, control or
+        // other non-ASCII characters (escaped by `{:?}`).
+        let plain = !value.is_empty()
+            && value.trim() == value
+            && value.chars().all(|c| c.is_ascii_graphic() || c == ' ');
         Self::Value {
             space,
             location: location.into(),
             field,
-            value: if value.is_empty() {
-                "\"\"".into()
-            } else {
-                shorten(&value, 80)
-            },
+            value: if plain { value } else { format!("{value:?}") },
             allowed: allowed.into(),
         }
     }

@@ -405,7 +405,9 @@ fn parse_block(
                 let (_, field, allowed) = NUMERIC_TOKENS[slot];
                 let value = parse_digits(digits)
                     .and_then(|v| u32::try_from(v).ok())
-                    .ok_or_else(|| GenotypeError::value(SPACE, &location, field, token, allowed))?;
+                    .ok_or_else(|| {
+                        GenotypeError::value(SPACE, &location, field, digits, allowed)
+                    })?;
                 if numbers[slot].replace(value).is_some() {
                     return Err(duplicate());
                 }
@@ -715,16 +717,36 @@ impl MnasnetSpace {
             let filters: Vec<u32> = spec
                 .filter_multipliers
                 .iter()
-                .map(|m| ((f64::from(r.filters) * m).round() as u32).clamp(1, MAX_FILTERS))
+                .map(|m| (f64::from(r.filters) * m).round() as u32)
                 .collect();
-            if let Some(i) = (1..filters.len()).find(|&i| filters[..i].contains(&filters[i])) {
+            if let Some((m, f)) = spec
+                .filter_multipliers
+                .iter()
+                .zip(&filters)
+                .find(|(_, f)| !(1..=MAX_FILTERS).contains(*f))
+            {
                 return Err(SpaceError::new(
                     format!("{FIELD}.filterMultipliers"),
                     format!(
-                        "reference block {} has {} filters; multipliers {} round to the same count ({})",
+                        "reference block {} has {} filters; x{m} gives {f}, outside 1..={MAX_FILTERS}",
+                        b + 1,
+                        r.filters
+                    ),
+                ));
+            }
+            if let Some(i) = (1..filters.len()).find(|&i| filters[..i].contains(&filters[i])) {
+                let first = filters[..i]
+                    .iter()
+                    .position(|f| *f == filters[i])
+                    .expect("found");
+                return Err(SpaceError::new(
+                    format!("{FIELD}.filterMultipliers"),
+                    format!(
+                        "reference block {} has {} filters; multipliers {} and {} round to the same count ({})",
                         b + 1,
                         r.filters,
-                        join(&spec.filter_multipliers),
+                        spec.filter_multipliers[first],
+                        spec.filter_multipliers[i],
                         filters[i]
                     ),
                 ));
@@ -1021,7 +1043,7 @@ mod tests {
             ("r1_k3_s11_e6_i32_o16_conv", "block 1: expansion = e6 with conv is not allowed"),
             ("r1_k3_s11_e1_i32_o16_se1.5", "block 1: seRatio = 1.5 is not allowed; allowed values: 0 (no SE) or a ratio in [0.01, 1]"),
             ("r1_k3_s11_e1_i32_o16_se0.001", "block 1: seRatio = 0.001 is not allowed"),
-            ("r1_k3_s11_e1_i32_o4294967296", "block 1: filters = o4294967296 is not allowed; allowed values: 1..=8192"),
+            ("r1_k3_s11_e1_i32_o4294967296", "block 1: filters = 4294967296 is not allowed; allowed values: 1..=8192"),
             ("r0_k3_s11_e1_i32_o16", "block 1: layers = 0 is not allowed; allowed values: 1..=16"),
             ("r1_k3_s11_e1_i32_o0", "block 1: filters = 0 is not allowed"),
         ];
@@ -1153,7 +1175,17 @@ mod tests {
             ..MnasnetSpaceSpec::default()
         })
         .unwrap_err();
-        assert!(err.to_string().contains("searchSpace.mnasnet.filterMultipliers: reference block 1 has 16 filters; multipliers 1, 1.01 round to the same count (16)"), "{err}");
+        assert!(err.to_string().contains("searchSpace.mnasnet.filterMultipliers: reference block 1 has 16 filters; multipliers 1 and 1.01 round to the same count (16)"), "{err}");
+        let err = MnasnetSpace::new(&MnasnetSpaceSpec {
+            filter_multipliers: vec![0.01, 1.0],
+            ..MnasnetSpaceSpec::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("reference block 1 has 16 filters; x0.01 gives 0, outside 1..=8192"),
+            "{err}"
+        );
         let err = MnasnetSpace::new(&MnasnetSpaceSpec {
             kernels: vec![3, 9],
             ..MnasnetSpaceSpec::default()

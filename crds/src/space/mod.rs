@@ -771,6 +771,28 @@ mod tests {
             err.to_string().contains("op = \"\" is not allowed"),
             "{err}"
         );
+        // Invisible characters are shown escaped.
+        let err = "|none\u{1b}[31m~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+            .parse::<Genotype>()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("op = \"none\\u{1b}[31m\" is not allowed"),
+            "{err}"
+        );
+        let err = "|none\u{200b}~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+            .parse::<Genotype>()
+            .unwrap_err();
+        assert!(err.to_string().contains("op = \"none\\u{200b}\""), "{err}");
+        // Huge tokens in syntax errors are cut too.
+        let err = format!("r1_k3_s11_e1_i32_o16_{}", "q".repeat(100_000))
+            .parse::<Genotype>()
+            .unwrap_err();
+        assert!(
+            err.to_string().len() < 800,
+            "{} bytes",
+            err.to_string().len()
+        );
         let huge = "x".repeat(100_000);
         let err = format!("|{huge}~0|+|none~0|none~1|+|none~0|none~1|none~2|")
             .parse::<Genotype>()

@@ -520,6 +520,7 @@ fn parse_blocks(
                         format!("{location}: expected op~input, found {field:?}"),
                     )
                 })?;
+                let (op, state) = (op.trim(), state.trim());
                 let op = NasnetOp::from_name(op).ok_or_else(|| {
                     GenotypeError::value(SPACE, &location, name_op, op, NasnetOp::allowed())
                 })?;
@@ -530,7 +531,7 @@ fn parse_blocks(
                             SPACE,
                             &location,
                             name_in,
-                            format!("{state:?}"),
+                            state,
                             input_allowed(b),
                         )
                     })?;

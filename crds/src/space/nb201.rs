@@ -212,13 +212,14 @@ impl FromStr for Nb201Genotype {
                         format!("expected op~input, found {part:?}"),
                     )
                 })?;
+                let (op, from) = (op.trim(), from.trim());
                 let allowed_inputs = join(0..j);
                 let from = parse_digits(from).map(|f| f as usize).ok_or_else(|| {
                     GenotypeError::value(
                         SPACE,
                         format!("node {j}"),
                         "input node",
-                        format!("{from:?}"),
+                        from,
                         allowed_inputs.clone(),
                     )
                 })?;
@@ -450,7 +451,8 @@ mod tests {
     fn non_numeric_input_node_is_named() {
         let err = parse("|none~a|+|none~0|none~1|+|none~0|none~1|none~2|").unwrap_err();
         assert!(
-            err.to_string().contains("node 1: input node = \"a\""),
+            err.to_string()
+                .contains("node 1: input node = a is not allowed; allowed values: 0"),
             "{err}"
         );
     }
