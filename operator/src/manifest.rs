@@ -123,11 +123,7 @@ fn non_finite(value: &serde_yaml::Value, path: String) -> Option<String> {
 
 /// At most 200 characters of a message (a YAML error may quote a huge key).
 fn shorten(text: &str) -> String {
-    if text.chars().count() <= 200 {
-        text.to_string()
-    } else {
-        format!("{}...", text.chars().take(200).collect::<String>())
-    }
+    crate::schema::shorten(text, 200)
 }
 
 fn describe(value: &serde_json::Value) -> &'static str {

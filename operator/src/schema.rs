@@ -90,7 +90,7 @@ impl SchemaValidator {
                 ),
                 _ => error.to_string(),
             };
-            problems.push(format!("{at}: {}", shorten(&message)));
+            problems.push(format!("{at}: {}", shorten(&message, 300)));
         }
         problems.truncate(MAX_PROBLEMS);
         problems
@@ -115,13 +115,13 @@ fn dotted(pointer: &str) -> String {
     out
 }
 
-/// Error texts quote the offending value; a huge value is cut to keep the message readable.
-fn shorten(text: &str) -> String {
-    const MAX: usize = 300;
-    if text.chars().count() <= MAX {
+/// At most `max` characters of `text`, with `...` where it was cut: error texts quote the
+/// offending value, and a huge one would flood the terminal.
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
         return text.to_string();
     }
-    let cut: String = text.chars().take(MAX).collect();
+    let cut: String = text.chars().take(max).collect();
     format!("{cut}...")
 }
 
