@@ -294,15 +294,12 @@ impl fmt::Display for MnasnetGenotype {
 impl FromStr for MnasnetGenotype {
     type Err = GenotypeError;
 
-    /// Parses comma-separated block strings (spaces after the commas are allowed).
+    /// Parses comma-separated block strings (white space around the separators is allowed).
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let blocks = split_with_offsets(input, 0, ',')
             .into_iter()
             .enumerate()
-            .map(|(b, (offset, text))| {
-                let lead = text.len() - text.trim_start().len();
-                parse_block(input, offset + lead, text.trim(), b)
-            })
+            .map(|(b, (offset, text))| parse_block(input, offset, text, b))
             .collect::<Result<Vec<_>, _>>()?;
         Self::new(blocks)
     }
