@@ -218,10 +218,8 @@ fn to_json_schema(schema: &mut Value) {
     {
         object.insert("additionalProperties".into(), Value::Bool(false));
     }
-    for key in ["properties"] {
-        if let Some(Value::Object(properties)) = object.get_mut(key) {
-            properties.values_mut().for_each(to_json_schema);
-        }
+    if let Some(Value::Object(properties)) = object.get_mut("properties") {
+        properties.values_mut().for_each(to_json_schema);
     }
     for key in ["items", "additionalProperties"] {
         if let Some(sub) = object.get_mut(key) {
