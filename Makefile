@@ -15,7 +15,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup build demo test lint fmt-check clippy fmt crds clean
+.PHONY: setup build demo test lint fmt-check clippy fmt crds clean bench bench-trainer
 
 # Returns at once when the venv is ready.
 setup:
@@ -29,6 +29,16 @@ demo: build
 
 test: setup
 	$(CARGO) test --workspace
+
+# Trainer throughput against PyTorch eager (same child, batch, threads, device, data in memory).
+# BENCH_ARGS passes flags through, e.g. BENCH_ARGS="--device cuda --batch-size 256".
+NASOP_SHARED_DATA ?= $(CURDIR)/../shared/data
+bench-trainer: setup
+	$(CARGO) build --release -p nasop-trainer
+	python trainer/benches/bench_trainer.py --trainer "$(TARGET_DIR)/release/nasop-trainer" \
+		--data "$(NASOP_SHARED_DATA)/cifar10/cifar-10-batches-bin" $(BENCH_ARGS)
+
+bench: bench-trainer
 
 lint: fmt-check clippy
 

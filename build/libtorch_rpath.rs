@@ -14,9 +14,12 @@ use std::path::Path;
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") else {
+        println!("cargo:rustc-env=NASOP_LIBTORCH_LIB_DIR=");
         return;
     };
     let lib = Path::new(&lib);
+    // For tests that inspect the link (`env!("NASOP_LIBTORCH_LIB_DIR")`).
+    println!("cargo:rustc-env=NASOP_LIBTORCH_LIB_DIR={}", lib.display());
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");

@@ -6,13 +6,15 @@
 //!   validation), uniform sampling, single-decision mutation and the decision view used by the
 //!   controller policy;
 //! - [`api`]: the custom resources `ArchitectureSearch`, `ChildTrial` and `LatencyProbe`
-//!   (group `nasop.dev`, version `v1alpha1`) as `kube::CustomResource` types.
+//!   (group `nasop.dev`, version `v1alpha1`) as `kube::CustomResource` types;
+//! - [`result`]: the result document a trainer reports (termination message, exit codes).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 // `#[kube(printcolumn(name = .., type_ = ..), printcolumn(..))]` repeats keys by design.
 #![allow(clippy::duplicated_attributes)]
 
 pub mod api;
+pub mod result;
 pub mod space;
 
 pub use space::{

@@ -1,10 +1,17 @@
 //! `nasop-trainer`: runs inside trainer and probe pods, and locally under `nasop run`.
 #![forbid(unsafe_code)]
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use std::panic::{self, AssertUnwindSafe};
+use std::process::ExitCode;
+use std::sync::Mutex;
 
-mod info;
+use clap::{Parser, Subcommand};
+use nasop_crds::result::{FailureReason, TrainOutcome, TrainResult};
+use nasop_trainer::args::{parse_genotype, NetArgs};
+use nasop_trainer::cli_train::{self, TrainArgs};
+use nasop_trainer::info;
+use nasop_trainer::net::{Net, Shape};
+use tch::Device;
 
 /// The nasop trainer: builds child networks with libtorch and trains or probes them.
 #[derive(Parser, Debug)]
@@ -19,12 +26,135 @@ enum Command {
     /// Print the libtorch build this binary runs against (devices, threads) as JSON, after a
     /// small computation that proves libtorch loads and computes.
     Info,
+    /// Train a child network on a dataset and report its validation accuracy (result JSON on
+    /// stdout and in the termination message). Exit codes: 0 trained, 2 bad input or data,
+    /// 3 out of memory, 4 device unavailable, 5 diverged, 1 other failure.
+    Train(Box<TrainArgs>),
+    /// Print a child network's parameters and multiply-adds as one JSON object.
+    Summary {
+        #[command(flatten)]
+        net: NetArgs,
+        /// Input height and width, pixels.
+        #[arg(long, default_value_t = 32)]
+        input_size: i64,
+        /// Input channels.
+        #[arg(long, default_value_t = 3)]
+        channels: i64,
+        /// Number of classes.
+        #[arg(long, default_value_t = 10)]
+        classes: i64,
+        /// Include the layer table (name, kind, output shape, params, multiply-adds per layer).
+        #[arg(long)]
+        verbose: bool,
+    },
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Info => println!("{}", serde_json::to_string_pretty(&info::collect()?)?),
+    let result = match cli.command {
+        Command::Train(args) => return train(&args),
+        Command::Info => {
+            info::collect().map(|i| serde_json::to_string_pretty(&i).expect("serializable"))
+        }
+        Command::Summary {
+            net,
+            input_size,
+            channels,
+            classes,
+            verbose,
+        } => summary(&net, input_size, channels, classes, verbose),
+    };
+    match result {
+        Ok(text) => print_stdout(&text),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
-    Ok(())
+}
+
+fn summary(
+    net: &NetArgs,
+    size: i64,
+    channels: i64,
+    classes: i64,
+    verbose: bool,
+) -> anyhow::Result<String> {
+    let genotype = parse_genotype(&net.genotype)?;
+    let config = net.config(
+        Shape {
+            c: channels,
+            h: size,
+            w: size,
+        },
+        classes,
+        false,
+    );
+    let built = Net::new(&genotype, &config, Device::Cpu)?;
+    let mut summary = built.summary().clone();
+    if !verbose {
+        summary.layers.clear();
+    }
+    let mut value = serde_json::to_value(&summary)?;
+    value["genotype"] = genotype.to_string().into();
+    value["genotypeHash"] = genotype.hash().as_str().into();
+    value["genotypeJson"] = serde_json::to_value(&genotype)?;
+    Ok(serde_json::to_string_pretty(&value)?)
+}
+
+/// The last panic message (libtorch errors surface as panics in tch's infallible calls).
+static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+
+fn train(args: &TrainArgs) -> ExitCode {
+    panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        *PANIC_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+    }));
+    let result =
+        panic::catch_unwind(AssertUnwindSafe(|| cli_train::run(args))).unwrap_or_else(|_| {
+            let message = PANIC_MESSAGE
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_default();
+            TrainResult::failed(
+                cli_train::classify_panic(&message),
+                first_lines(&message, 8),
+            )
+        });
+    let code = match &result.outcome {
+        TrainOutcome::Succeeded(_) => 0,
+        TrainOutcome::Failed(f) => {
+            eprintln!("error ({:?}): {}", f.reason, f.message);
+            f.reason.exit_code()
+        }
+    };
+    if let Err(e) = cli_train::write_outputs(args, &result) {
+        eprintln!("error: {e}");
+        return ExitCode::from(FailureReason::Internal.exit_code());
+    }
+    ExitCode::from(code)
+}
+
+fn first_lines(text: &str, n: usize) -> String {
+    text.lines().take(n).collect::<Vec<_>>().join("\n")
+}
+
+/// Prints `text` and a newline; a closed stdout (`| head`) is not an error.
+fn print_stdout(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing to stdout: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -20,3 +20,281 @@ fn info_runs_without_ld_library_path_and_computes() {
     assert!(info["cpu_threads"].as_i64().unwrap() >= 1);
     assert_eq!(info["nasop_version"], env!("CARGO_PKG_VERSION"));
 }
+
+use std::path::{Path, PathBuf};
+
+use nasop_crds::result::{FailureReason, TrainOutcome, TrainResult, TERMINATION_MESSAGE_MAX_BYTES};
+
+fn trainer(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_nasop-trainer"))
+        .args(args)
+        .output()
+        .expect("nasop-trainer starts")
+}
+
+fn fashion() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fashion-mnist")
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout {} stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn summary_accepts_names_strings_and_json_and_prints_one_object() {
+    let by_name = json(&trainer(&[
+        "summary",
+        "-g",
+        "mnasnet-a1",
+        "--input-size",
+        "224",
+        "--classes",
+        "1000",
+    ]));
+    assert_eq!(by_name["params"], 3_887_038);
+    assert_eq!(by_name["macs"], 311_579_072);
+    assert!(by_name.get("layers").is_none());
+    let string = by_name["genotype"].as_str().unwrap().to_string();
+    let by_string = json(&trainer(&[
+        "summary",
+        "-g",
+        &string,
+        "--input-size",
+        "224",
+        "--classes",
+        "1000",
+    ]));
+    assert_eq!(by_string, by_name);
+    let as_json = by_name["genotypeJson"].to_string();
+    let verbose = json(&trainer(&[
+        "summary",
+        "-g",
+        &as_json,
+        "--input-size",
+        "224",
+        "--classes",
+        "1000",
+        "--verbose",
+    ]));
+    let layers = verbose["layers"].as_array().unwrap();
+    assert_eq!(
+        layers
+            .iter()
+            .map(|l| l["params"].as_i64().unwrap())
+            .sum::<i64>(),
+        3_887_038
+    );
+    assert_eq!(
+        layers
+            .iter()
+            .map(|l| l["macs"].as_i64().unwrap())
+            .sum::<i64>(),
+        311_579_072
+    );
+    assert_eq!(layers[0]["name"], "stem.conv");
+    assert_eq!(layers[0]["output"], serde_json::json!([32, 112, 112]));
+
+    let bad = trainer(&[
+        "summary",
+        "-g",
+        "|nor_conv_3x3~0|+|bogus~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("--genotype") && err.contains("bogus") && err.contains("avg_pool_3x3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn train_writes_the_result_to_stdout_the_termination_log_a_file_and_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("termination-log");
+    let full = dir.path().join("out/result.json");
+    let ckpt = dir.path().join("out/child.safetensors");
+    let out = trainer(&[
+        "train",
+        "-g",
+        "nb201-optimum",
+        "--cells-per-stage",
+        "1",
+        "--filters",
+        "4",
+        "--dataset-format",
+        "FashionMNIST",
+        "--data",
+        fashion().to_str().unwrap(),
+        "--train-examples",
+        "256",
+        "--validation-examples",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--test",
+        "--seed",
+        "4",
+        "--threads",
+        "1",
+        "--termination-log",
+        log.to_str().unwrap(),
+        "--result",
+        full.to_str().unwrap(),
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("on cpu (fp32, 1 threads)"), "{stderr}");
+    assert!(stderr.contains("epoch 2/2: train loss"), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(stdout.trim_end(), logged);
+    assert!(logged.len() <= TERMINATION_MESSAGE_MAX_BYTES);
+    let TrainOutcome::Succeeded(r) = TrainResult::parse(&logged).unwrap().outcome else {
+        panic!("{logged}")
+    };
+    assert_eq!((r.epochs, r.steps, r.batch_size, r.seed), (2, 16, 32, 4));
+    assert_eq!((r.train_examples, r.validation_examples), (256, 64));
+    assert_eq!(r.device, "cpu");
+    assert!(r.test_accuracy.is_some());
+    assert_eq!(r.learning_curve.len(), 2);
+    let file = TrainResult::parse(&std::fs::read_to_string(&full).unwrap()).unwrap();
+    assert_eq!(file, TrainResult::parse(&logged).unwrap());
+    assert!(
+        std::fs::metadata(&ckpt).unwrap().len() > 4 * 10_000,
+        "weights are saved"
+    );
+}
+
+fn failure(args: &[&str], dir: &Path) -> (i32, FailureReason, String) {
+    let log = dir.join("log");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--termination-log", log.to_str().unwrap()]);
+    let out = trainer(&all);
+    let TrainOutcome::Failed(f) = TrainResult::parse(&std::fs::read_to_string(&log).unwrap())
+        .unwrap()
+        .outcome
+    else {
+        panic!("{}", String::from_utf8_lossy(&out.stderr))
+    };
+    (out.status.code().unwrap(), f.reason, f.message)
+}
+
+#[test]
+fn failures_have_distinct_exit_codes_and_a_reason_in_the_termination_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fashion();
+    let base = [
+        "train",
+        "--dataset-format",
+        "fashion-mnist",
+        "--data",
+        data.to_str().unwrap(),
+        "--max-steps",
+        "1",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&str> {
+        base.iter().copied().chain(extra.iter().copied()).collect()
+    };
+
+    let (code, reason, message) =
+        failure(&with(&["-g", "nb201-optimum", "--epochs", "0"]), dir.path());
+    assert_eq!((code, reason), (2, FailureReason::InvalidInput));
+    assert_eq!(message, "--epochs: 0 is out of range; allowed: 1..=10000");
+
+    let (code, reason, message) = failure(&with(&["-g", "r1_k3_s11_e1_i32_o16_bogus"]), dir.path());
+    assert_eq!((code, reason), (2, FailureReason::InvalidInput));
+    assert!(message.starts_with("--genotype:"), "{message}");
+
+    let (code, reason, message) = failure(
+        &with(&["-g", "nb201-optimum", "--device", "tpu"]),
+        dir.path(),
+    );
+    assert_eq!((code, reason), (2, FailureReason::InvalidInput));
+    assert_eq!(
+        message,
+        "--device \"tpu\" is not a device; allowed: auto, cpu, cuda, cuda:N"
+    );
+
+    let missing = dir.path().join("no-such-data");
+    let (code, reason, message) = failure(
+        &[
+            "train",
+            "-g",
+            "nb201-optimum",
+            "--dataset-format",
+            "cifar10",
+            "--data",
+            missing.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!((code, reason), (2, FailureReason::DataError));
+    assert!(
+        message.ends_with("no-such-data: missing; expected a folder of cifar10 files"),
+        "{message}"
+    );
+
+    if !tch::Cuda::is_available() {
+        let (code, reason, message) = failure(
+            &with(&["-g", "nb201-optimum", "--device", "cuda"]),
+            dir.path(),
+        );
+        assert_eq!((code, reason), (4, FailureReason::DeviceUnavailable));
+        assert!(
+            message.starts_with("--device cuda: CUDA is not available here (0 CUDA devices"),
+            "{message}"
+        );
+    }
+
+    let out = trainer(&[
+        "train",
+        "-g",
+        "nb201-optimum",
+        "--dataset-format",
+        "parquet",
+        "--data",
+        ".",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("allowed: cifar10, fashion-mnist, mnist, image-folder"));
+}
+
+/// The dynamic section lists `libtorch_cuda.so`: without it, a build against PyPI's torch
+/// silently trains on the CPU of a GPU node (the linker drops the library as unneeded).
+#[test]
+fn the_binary_links_libtorch_cuda_so() {
+    let lib = Path::new(env!("NASOP_LIBTORCH_LIB_DIR"));
+    if !lib.join("libtorch_cuda.so").exists() {
+        panic!(
+            "{} has no libtorch_cuda.so: install PyPI's default (CUDA) torch wheel (make setup)",
+            lib.display()
+        );
+    }
+    let out = Command::new("objdump")
+        .arg("-p")
+        .arg(env!("CARGO_BIN_EXE_nasop-trainer"))
+        .output()
+        .expect("objdump (binutils) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("NEEDED"))
+        .map(str::trim)
+        .collect();
+    assert!(needed.contains(&"libtorch_cuda.so"), "NEEDED: {needed:?}");
+    assert!(
+        needed.contains(&"libtorch_cpu.so") && needed.contains(&"libc10.so"),
+        "NEEDED: {needed:?}"
+    );
+}

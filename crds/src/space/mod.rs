@@ -18,7 +18,7 @@ mod error;
 pub mod mnasnet;
 pub mod nasnet;
 pub mod nb201;
-mod rng;
+pub mod rng;
 
 use std::fmt;
 use std::str::FromStr;
