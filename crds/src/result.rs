@@ -108,19 +108,23 @@ pub enum FailureReason {
     DeviceUnavailable,
     /// The loss became NaN or infinite: the child diverged.
     Diverged,
+    /// Stopped by SIGTERM or SIGINT (eviction, preemption, Ctrl-C) before it finished.
+    Terminated,
     /// Anything else (a libtorch error, an I/O error writing outputs).
     Internal,
 }
 
 impl FailureReason {
     /// The trainer's exit code for this failure: 2 bad input or data, 3 out of memory,
-    /// 4 device unavailable, 5 diverged, 1 otherwise.
+    /// 4 device unavailable, 5 diverged, 143 terminated (128 + SIGTERM, the shell convention),
+    /// 1 otherwise.
     pub const fn exit_code(self) -> u8 {
         match self {
             Self::InvalidInput | Self::DataError => 2,
             Self::OutOfMemory => 3,
             Self::DeviceUnavailable => 4,
             Self::Diverged => 5,
+            Self::Terminated => 143,
             Self::Internal => 1,
         }
     }
@@ -133,6 +137,7 @@ impl FailureReason {
             3 => Some(Self::OutOfMemory),
             4 => Some(Self::DeviceUnavailable),
             5 => Some(Self::Diverged),
+            143 => Some(Self::Terminated),
             _ => None,
         }
     }
@@ -404,6 +409,7 @@ mod tests {
             FailureReason::OutOfMemory,
             FailureReason::DeviceUnavailable,
             FailureReason::Diverged,
+            FailureReason::Terminated,
             FailureReason::Internal,
         ] {
             assert_eq!(

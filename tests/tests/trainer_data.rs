@@ -75,11 +75,11 @@ fn cifar10_train_examples_take_the_first_n_and_sizes_are_checked() {
     assert_eq!(s.train.image(999), full.image(999));
     o.train_examples = Some(49_600);
     let err = data::load(&o).unwrap_err().to_string();
-    assert_eq!(err, "train examples: 49600 is out of range; allowed: 1..=49500 (50000 examples minus 500 held out for validation)");
+    assert_eq!(err, "--train-examples: 49600 is out of range; allowed: 1..=49500 (50000 examples minus 500 held out for validation)");
     o.train_examples = None;
     o.validation_examples = Some(50_000);
     let err = data::load(&o).unwrap_err().to_string();
-    assert_eq!(err, "validation examples: 50000 is out of range; allowed: 1..=49999 (the training set has 50000)");
+    assert_eq!(err, "--validation-examples: 50000 is out of range; allowed: 1..=49999 (the training set has 50000)");
 }
 
 fn cifar10_batch_1() -> ImageSet {
@@ -130,7 +130,19 @@ fn bad_cifar10_files_get_clear_errors() {
     let err = data::load(&options(DataFormat::Cifar10, dir.path()))
         .unwrap_err()
         .to_string();
-    assert!(err.ends_with("data_batch_1.bin: 0 bytes is not a whole number of 3073-byte CIFAR-10 records (1 label + 3,072 pixels)"), "{err}");
+    assert!(
+        err.ends_with("data_batch_1.bin: empty file; expected 3073-byte CIFAR-10 records"),
+        "{err}"
+    );
+
+    let file = dir.path().join("data_batch_1.bin");
+    let err = data::load(&options(DataFormat::Cifar10, &file))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("data_batch_1.bin: not a folder; expected a folder of cifar10 files"),
+        "{err}"
+    );
 
     let dir = fake_cifar(&[(3, 1), (4, 2)], 0);
     let s = data::load(&options(DataFormat::Cifar10, dir.path())).unwrap();
@@ -321,9 +333,48 @@ fn image_folders_resize_label_by_sorted_class_and_check_the_layout() {
         "{err}"
     );
 
+    // Degenerate layouts: an empty class, a class only in test/, a single class, bad sizes.
+    let odd = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        write_png(&odd.path().join(format!("train/a/{i}.png")), 8, [1, 2, 3]);
+        write_png(&odd.path().join(format!("train/b/{i}.png")), 8, [4, 5, 6]);
+    }
+    std::fs::create_dir_all(odd.path().join("train/c")).unwrap();
+    let err = data::load(&options(DataFormat::ImageFolder, odd.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.ends_with("train/c: class \"c\" has no images (png, jpg, jpeg, bmp); remove the folder or add images"), "{err}");
+    std::fs::remove_dir(odd.path().join("train/c")).unwrap();
+    write_png(&odd.path().join("test/a/0.png"), 8, [1, 2, 3]);
+    write_png(&odd.path().join("test/b/0.png"), 8, [1, 2, 3]);
+    write_png(&odd.path().join("test/z/0.png"), 8, [1, 2, 3]);
+    let mut with_test = options(DataFormat::ImageFolder, odd.path());
+    with_test.test = true;
+    let err = data::load(&with_test).unwrap_err().to_string();
+    assert!(
+        err.ends_with("test/z: class \"z\" is not a class of the training set (a, b)"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(odd.path().join("train/b")).unwrap();
+    let err = data::load(&options(DataFormat::ImageFolder, odd.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("train: 1 class folder; a classifier needs at least 2"),
+        "{err}"
+    );
+    write_png(&odd.path().join("train/b/0.png"), 5000, [1, 2, 3]);
+    std::fs::remove_dir_all(odd.path().join("train/a")).unwrap();
+    write_png(&odd.path().join("train/a/0.png"), 5000, [1, 2, 3]);
+    let err = data::load(&options(DataFormat::ImageFolder, odd.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.ends_with("0.png: the first image is 5000x5000; images must be 8..=4096 pixels per side (pass --image-size to resize)"), "{err}");
+
     let broken = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(broken.path().join("a")).unwrap();
     std::fs::write(broken.path().join("a/x.png"), "garbage").unwrap();
+    write_png(&broken.path().join("b/0.png"), 8, [1, 2, 3]);
     let err = data::load(&options(DataFormat::ImageFolder, broken.path()))
         .unwrap_err()
         .to_string();

@@ -37,8 +37,19 @@ pub struct NetArgs {
 pub fn parse_genotype(text: &str) -> anyhow::Result<Genotype> {
     let text = text.trim();
     if text.starts_with('{') {
-        let genotype: Genotype = serde_json::from_str(text)
-            .map_err(|e| anyhow::anyhow!("--genotype: not a valid genotype JSON: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("--genotype: not valid JSON: {e}"))?;
+        let keys: Vec<String> = value
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        if keys.len() != 1 || !["nasnet", "mnasnet", "nb201"].contains(&keys[0].as_str()) {
+            anyhow::bail!(
+                "--genotype: a genotype JSON object has exactly one key, its space: nasnet, mnasnet or nb201 (found {keys:?})"
+            );
+        }
+        let genotype: Genotype = serde_json::from_value(value)
+            .map_err(|e| anyhow::anyhow!("--genotype: not a valid {} genotype: {e}", keys[0]))?;
         genotype
             .validate()
             .map_err(|e| anyhow::anyhow!("--genotype: {e}"))?;

@@ -1,6 +1,8 @@
 //! `nasop-trainer train`: arguments, device selection, outputs and failure classification.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
@@ -10,10 +12,11 @@ use tch::Device;
 use crate::args::{parse_genotype, NetArgs};
 use crate::data::loader::Augment;
 use crate::data::{self, DataError, DataFormat, DataOptions};
-use crate::net::Shape;
+use crate::net::{Net, Shape};
 use crate::train::{
     self, device_name, Observer, Optimizer, Runtime, Schedule, TrainConfig, TrainError,
 };
+use nasop_crds::space::Genotype;
 
 /// Default termination-message path of a Kubernetes container.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
@@ -80,7 +83,7 @@ pub struct TrainArgs {
     /// Examples per step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Stop after this many steps (the schedule spans them).
+    /// Stop after at most this many steps (the schedule spans the steps actually run).
     #[arg(long)]
     pub max_steps: Option<u64>,
     /// Optimizer.
@@ -140,7 +143,7 @@ pub struct TrainArgs {
     /// Write the compact result JSON (<= 4 KiB) here; missing parent folder: skipped.
     #[arg(long, default_value = TERMINATION_LOG)]
     pub termination_log: PathBuf,
-    /// Save the trained weights here (safetensors).
+    /// Save the trained weights here (safetensors; the name must end in `.safetensors`).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// No per-epoch progress lines on stderr.
@@ -232,9 +235,14 @@ pub fn select_device(text: &str) -> Result<Device, Failure> {
 
 struct Progress {
     quiet: bool,
+    stop: Arc<AtomicBool>,
 }
 
 impl Observer for Progress {
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     fn epoch(&mut self, r: &EpochRecord, epochs: u32, samples_per_second: f64) {
         if !self.quiet {
             eprintln!(
@@ -262,8 +270,44 @@ pub fn run(args: &TrainArgs) -> TrainResult {
 
 fn run_inner(args: &TrainArgs) -> Result<TrainResult, Failure> {
     let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal while the first is being handled ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 143, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
+            .map_err(|e| {
+                Failure::new(
+                    FailureReason::Internal,
+                    format!("installing the signal handler: {e}"),
+                )
+            })?;
+    }
     let genotype = parse_genotype(&args.net.genotype)
         .map_err(|e| Failure::new(FailureReason::InvalidInput, format!("{e:#}")))?;
+    check_output_path(
+        "--checkpoint",
+        args.checkpoint.as_deref(),
+        Some("safetensors"),
+    )?;
+    check_output_path("--result", args.result.as_deref(), None)?;
+    if let Some(side) = args.image_size.filter(|s| !(8..=4096).contains(s)) {
+        return Err(Failure::new(
+            FailureReason::InvalidInput,
+            format!("--image-size: {side} is out of range; allowed: 8..=4096"),
+        ));
+    }
+    if args.grad_clip < 0.0 || !args.grad_clip.is_finite() {
+        return Err(Failure::new(
+            FailureReason::InvalidInput,
+            format!(
+                "--grad-clip: {} is out of range; allowed: a positive number, or 0 for no clipping",
+                args.grad_clip
+            ),
+        ));
+    }
+    for warning in inapplicable_flags(args, &genotype) {
+        eprintln!("warning: {warning}");
+    }
     let device = select_device(&args.device)?;
     if let Some(t) = args.threads {
         if !(1..=1024).contains(&t) {
@@ -323,7 +367,25 @@ fn run_inner(args: &TrainArgs) -> Result<TrainResult, Failure> {
     })
     .map_err(|e: DataError| Failure::new(FailureReason::DataError, e))?;
     let shape: Shape = splits.train.shape;
+    check_images(&genotype, shape, &config)?;
     let net_config = args.net.config(shape, splits.classes as i64, runtime.bf16);
+    // Every setting of the network, checked in milliseconds before anything is allocated.
+    let summary = Net::summarize(&genotype, &net_config)
+        .map_err(|e| Failure::new(FailureReason::InvalidInput, e))?;
+    let batch = config.batch_size.min(splits.train.len()) as i64;
+    if let Some(l) = summary
+        .layers
+        .iter()
+        .find(|l| l.kind == "batchnorm" && batch * l.output[1] * l.output[2] < 2)
+    {
+        return Err(Failure::new(
+            FailureReason::InvalidInput,
+            format!(
+                "--batch-size {batch}: batch norm layer {} would normalize a single value per channel ({}x{} maps); use a batch of at least 2",
+                l.name, l.output[1], l.output[2]
+            ),
+        ));
+    }
     if !args.quiet {
         eprintln!(
             "training {} child {} on {} ({}, {} threads) with {} training / {} validation examples of {}",
@@ -337,28 +399,43 @@ fn run_inner(args: &TrainArgs) -> Result<TrainResult, Failure> {
             args.dataset_format,
         );
     }
+    let mut progress = Progress {
+        quiet: args.quiet,
+        stop,
+    };
     let (mut report, net) = train::train(
         &genotype,
         &net_config,
         &splits,
         &config,
         runtime,
-        &mut Progress { quiet: args.quiet },
+        &mut progress,
     )
     .map_err(|e| match e {
         TrainError::Diverged { .. } => Failure::new(FailureReason::Diverged, e),
+        TrainError::Interrupted { .. } => Failure::new(FailureReason::Terminated, e),
         TrainError::Config { .. } | TrainError::Net(_) => {
             Failure::new(FailureReason::InvalidInput, e)
         }
     })?;
     if let Some(path) = &args.checkpoint {
         create_parent(path)?;
-        net.var_store().save(path).map_err(|e| {
-            Failure::new(
-                FailureReason::Internal,
-                format!("--checkpoint {}: {e}", path.display()),
-            )
-        })?;
+        // Written beside the target and renamed: a crash never leaves a half-written checkpoint.
+        let partial = path.with_extension("partial.safetensors");
+        net.var_store()
+            .save(&partial)
+            .and_then(|()| std::fs::rename(&partial, path).map_err(tch::TchError::from))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&partial);
+                Failure::new(
+                    FailureReason::Internal,
+                    format!(
+                        "--checkpoint {}: {}",
+                        path.display(),
+                        clean_torch_message(&e.to_string())
+                    ),
+                )
+            })?;
     }
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(TrainResult::succeeded(report))
@@ -376,36 +453,191 @@ fn create_parent(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Writes the result: compact JSON to the termination log (skipped when its folder does not
-/// exist, as outside Kubernetes) and stdout, the full JSON to `--result`.
-///
-/// # Errors
-/// A message when `--result` or an existing termination log cannot be written.
-pub fn write_outputs(args: &TrainArgs, result: &TrainResult) -> Result<(), String> {
+/// Writes the result: compact JSON to stdout first (a closed stdout is not an error), then to
+/// the termination log (skipped when its folder does not exist, as outside Kubernetes) and in
+/// full to `--result`. The output paths were checked before training, so a failure here is rare;
+/// it is reported as a warning, and the result stays on stdout.
+pub fn write_outputs(args: &TrainArgs, result: &TrainResult) -> Vec<String> {
+    use std::io::Write;
     let compact = result.termination_message();
+    let mut warnings = Vec::new();
+    {
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{compact}").and_then(|()| out.flush()) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                warnings.push(format!("writing to stdout: {e}"));
+            }
+        }
+    }
     let log = &args.termination_log;
     if log.parent().is_some_and(Path::is_dir) {
         if let Err(e) = std::fs::write(log, &compact) {
             // Outside a container /dev is not writable: that is not the child's failure.
             if log != Path::new(TERMINATION_LOG) {
-                return Err(format!("--termination-log {}: {e}", log.display()));
+                warnings.push(format!("--termination-log {}: {e}", log.display()));
             }
         }
     }
-    if let Some(path) = &args.result {
-        create_parent(path).map_err(|f| f.message)?;
-        let full = serde_json::to_string_pretty(result).expect("result serializes");
-        std::fs::write(path, full + "\n")
-            .map_err(|e| format!("--result {}: {e}", path.display()))?;
-    }
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{compact}").and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(format!("writing to stdout: {e}"))
+    if let Some(path) = args.result.as_ref().filter(|p| !p.exists() || p.is_file()) {
+        let full = serde_json::to_string_pretty(result).expect("result serializes") + "\n";
+        if let Err(e) = create_parent(path).map_err(|f| f.message).and_then(|()| {
+            std::fs::write(path, full).map_err(|e| format!("--result {}: {e}", path.display()))
+        }) {
+            warnings.push(e);
         }
-        _ => Ok(()),
     }
+    warnings
+}
+
+/// Writes a failure document to the termination log named in raw command-line arguments (for
+/// arguments that do not parse, so that a pod still reports why it failed).
+pub fn write_parse_failure(raw_args: &[String], message: &str) {
+    let mut log = PathBuf::from(TERMINATION_LOG);
+    for (i, arg) in raw_args.iter().enumerate() {
+        if let Some(v) = arg.strip_prefix("--termination-log=") {
+            log = PathBuf::from(v);
+        } else if arg == "--termination-log" {
+            if let Some(v) = raw_args.get(i + 1) {
+                log = PathBuf::from(v);
+            }
+        }
+    }
+    if log.parent().is_some_and(Path::is_dir) && !log.is_dir() {
+        let first = message.lines().next().unwrap_or_default();
+        let result = TrainResult::failed(
+            FailureReason::InvalidInput,
+            first.trim_start_matches("error: ").trim(),
+        );
+        let _ = std::fs::write(&log, result.termination_message());
+    }
+}
+
+/// Checks before training that an output file can be written: not a folder or device, the
+/// right extension, a parent folder that exists or can be made, and permission to create it.
+fn check_output_path(
+    flag: &str,
+    path: Option<&Path>,
+    extension: Option<&str>,
+) -> Result<(), Failure> {
+    let Some(path) = path else { return Ok(()) };
+    let bad = |why: String| {
+        Err(Failure::new(
+            FailureReason::InvalidInput,
+            format!("{flag} {}: {why}", path.display()),
+        ))
+    };
+    if let Some(ext) = extension {
+        if path.extension().and_then(|e| e.to_str()) != Some(ext) {
+            return bad(format!("the file name must end in .{ext}"));
+        }
+    }
+    if path.exists() && !path.is_file() {
+        return bad("exists and is not a regular file".into());
+    }
+    create_parent(path).or_else(|f| bad(f.message))?;
+    let existed = path.exists();
+    match std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+    {
+        Ok(_) if !existed => {
+            let _ = std::fs::remove_file(path);
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => bad(format!("cannot be written: {e}")),
+    }
+}
+
+/// Checks the dataset's images against the network and the augmentation.
+fn check_images(genotype: &Genotype, shape: Shape, config: &TrainConfig) -> Result<(), Failure> {
+    let (h, w) = (shape.h, shape.w);
+    if !(8..=4096).contains(&h) || !(8..=4096).contains(&w) {
+        return Err(Failure::new(
+            FailureReason::DataError,
+            format!("the dataset's images are {w}x{h}; the networks take 8..=4096 pixels per side (--image-size resizes image folders)"),
+        ));
+    }
+    if matches!(genotype, Genotype::Nb201(_)) && (h % 4 != 0 || w % 4 != 0) {
+        return Err(Failure::new(
+            FailureReason::DataError,
+            format!("the dataset's images are {w}x{h}; the NB201 network halves them twice, so each side must divide by 4 (--image-size resizes image folders)"),
+        ));
+    }
+    let side = h.min(w) as usize;
+    if config.augment.crop_padding > side {
+        return Err(Failure::new(
+            FailureReason::InvalidInput,
+            format!(
+                "--crop-padding: {} is out of range; allowed: 0..={side} (the images are {w}x{h})",
+                config.augment.crop_padding
+            ),
+        ));
+    }
+    if config.augment.cutout > side {
+        return Err(Failure::new(
+            FailureReason::InvalidInput,
+            format!(
+                "--cutout: {} is out of range; allowed: 0..={side} (the images are {w}x{h})",
+                config.augment.cutout
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Flags given that the genotype's network (or the dataset format) does not use.
+fn inapplicable_flags(args: &TrainArgs, genotype: &Genotype) -> Vec<String> {
+    let n = &args.net;
+    let space = genotype.kind();
+    let mut given = Vec::new();
+    match genotype {
+        Genotype::Nb201(_) => {
+            given.extend(n.head_filters.map(|_| "--head-filters"));
+            given.extend(n.aux_head.then_some("--aux-head"));
+            given.extend(n.dropout.map(|_| "--dropout"));
+            given.extend((args.drop_path > 0.0).then_some("--drop-path"));
+        }
+        Genotype::Mnasnet(_) => {
+            given.extend(n.cells_per_stage.map(|_| "--cells-per-stage"));
+            given.extend(n.filters.map(|_| "--filters"));
+            given.extend(n.aux_head.then_some("--aux-head"));
+            given.extend((args.drop_path > 0.0).then_some("--drop-path"));
+        }
+        Genotype::Nasnet(_) => given.extend(n.head_filters.map(|_| "--head-filters")),
+    }
+    let mut warnings: Vec<String> = given
+        .into_iter()
+        .map(|f| format!("{f} has no effect on {space} networks (ignored)"))
+        .collect();
+    if args.image_size.is_some() && args.dataset_format != DataFormat::ImageFolder {
+        warnings.push(format!(
+            "--image-size only resizes image folders; {} images keep their size (ignored)",
+            args.dataset_format
+        ));
+    }
+    warnings
+}
+
+/// A libtorch error as a short message: without tch's `unwrap` wrapper, the C++ stack frames
+/// and the source locations libtorch appends.
+pub fn clean_torch_message(message: &str) -> String {
+    let mut m = message;
+    for prefix in [
+        "called `Result::unwrap()` on an `Err` value: ",
+        "Torch(\"",
+        "Internal torch error: ",
+    ] {
+        m = m.strip_prefix(prefix).unwrap_or(m);
+    }
+    let m = m.replace("\\n", "\n");
+    let cut = ["\nframe #", "\nException raised from"]
+        .iter()
+        .filter_map(|k| m.find(k))
+        .min()
+        .unwrap_or(m.len());
+    m[..cut].trim().trim_end_matches("\")").trim().to_string()
 }
 
 #[cfg(test)]

@@ -6,12 +6,11 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use clap::{Parser, Subcommand};
-use nasop_crds::result::{FailureReason, TrainOutcome, TrainResult};
+use nasop_crds::result::{TrainOutcome, TrainResult};
 use nasop_trainer::args::{parse_genotype, NetArgs};
 use nasop_trainer::cli_train::{self, TrainArgs};
 use nasop_trainer::info;
 use nasop_trainer::net::{Net, Shape};
-use tch::Device;
 
 /// The nasop trainer: builds child networks with libtorch and trains or probes them.
 #[derive(Parser, Debug)]
@@ -50,7 +49,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let raw: Vec<String> = std::env::args().collect();
+            if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                && raw.get(1).map(String::as_str) == Some("train")
+            {
+                cli_train::write_parse_failure(&raw, &e.render().to_string());
+            }
+            e.exit()
+        }
+    };
     let result = match cli.command {
         Command::Train(args) => return train(&args),
         Command::Info => {
@@ -90,8 +101,7 @@ fn summary(
         classes,
         false,
     );
-    let built = Net::new(&genotype, &config, Device::Cpu)?;
-    let mut summary = built.summary().clone();
+    let mut summary = Net::summarize(&genotype, &config)?;
     if !verbose {
         summary.layers.clear();
     }
@@ -124,7 +134,7 @@ fn train(args: &TrainArgs) -> ExitCode {
                 .unwrap_or_default();
             TrainResult::failed(
                 cli_train::classify_panic(&message),
-                first_lines(&message, 8),
+                cli_train::clean_torch_message(&message),
             )
         });
     let code = match &result.outcome {
@@ -134,15 +144,10 @@ fn train(args: &TrainArgs) -> ExitCode {
             f.reason.exit_code()
         }
     };
-    if let Err(e) = cli_train::write_outputs(args, &result) {
-        eprintln!("error: {e}");
-        return ExitCode::from(FailureReason::Internal.exit_code());
+    for warning in cli_train::write_outputs(args, &result) {
+        eprintln!("warning: {warning}");
     }
     ExitCode::from(code)
-}
-
-fn first_lines(text: &str, n: usize) -> String {
-    text.lines().take(n).collect::<Vec<_>>().join("\n")
 }
 
 /// Prints `text` and a newline; a closed stdout (`| head`) is not an error.

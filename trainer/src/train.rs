@@ -136,11 +136,21 @@ pub enum TrainError {
     #[error(transparent)]
     Net(#[from] NetError),
     /// The training or validation loss became NaN or infinite.
-    #[error("the loss became {loss} at step {step} (epoch {epoch}); the child diverged (try a lower learning rate)")]
+    #[error("the {which} loss became {loss} at step {step} (epoch {epoch}); the child diverged (try a lower learning rate)")]
     Diverged {
+        /// `training` or `validation`.
+        which: &'static str,
         /// The non-finite loss.
         loss: f64,
         /// Step number (1-based).
+        step: u64,
+        /// Epoch (1-based).
+        epoch: u32,
+    },
+    /// The observer asked to stop (SIGTERM, SIGINT).
+    #[error("stopped by a signal at step {step} (epoch {epoch}) before training finished")]
+    Interrupted {
+        /// Steps completed.
         step: u64,
         /// Epoch (1-based).
         epoch: u32,
@@ -299,8 +309,13 @@ fn to_device(images: &Tensor, labels: &Tensor, runtime: Runtime) -> (Tensor, Ten
 
 /// What happens after each epoch (progress display, logs).
 pub trait Observer {
-    /// Called after each epoch with its record.
+    /// Called after each epoch with its record and the number of epochs the run will have.
     fn epoch(&mut self, _record: &EpochRecord, _epochs: u32, _samples_per_second: f64) {}
+
+    /// Checked before every step: `true` stops training with [`TrainError::Interrupted`].
+    fn should_stop(&self) -> bool {
+        false
+    }
 }
 
 /// An observer that ignores everything.
@@ -391,6 +406,9 @@ pub fn train(
             if step >= total {
                 break;
             }
+            if observer.should_stop() {
+                return Err(TrainError::Interrupted { step, epoch });
+            }
             lr = config.learning_rate_at(step, total, per_epoch);
             opt.set_lr(lr);
             let (x, y) = to_device(&batch.images, &batch.labels, runtime);
@@ -435,6 +453,7 @@ pub fn train(
                 let l = f64::try_from(&loss).unwrap_or(f64::NAN);
                 if !l.is_finite() {
                     return Err(TrainError::Diverged {
+                        which: "training",
                         loss: l,
                         step,
                         epoch,
@@ -445,6 +464,7 @@ pub fn train(
         let train_loss = f64::try_from(&loss_sum).unwrap_or(f64::NAN) / seen.max(1) as f64;
         if !train_loss.is_finite() {
             return Err(TrainError::Diverged {
+                which: "training",
                 loss: train_loss,
                 step,
                 epoch,
@@ -457,6 +477,7 @@ pub fn train(
         let validation = evaluate(&net, &validation_loader, runtime);
         if !validation.loss.is_finite() {
             return Err(TrainError::Diverged {
+                which: "validation",
                 loss: validation.loss,
                 step,
                 epoch,
@@ -473,7 +494,7 @@ pub fn train(
         };
         observer.epoch(
             &record,
-            config.epochs,
+            total.div_ceil(per_epoch.max(1)) as u32,
             examples as f64 / train_seconds.max(1e-9),
         );
         curve.push(record);

@@ -270,6 +270,71 @@ fn failures_have_distinct_exit_codes_and_a_reason_in_the_termination_log() {
         .contains("allowed: cifar10, fashion-mnist, mnist, image-folder"));
 }
 
+#[test]
+fn sigterm_stops_training_with_a_terminated_result() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nasop-trainer"))
+        .args([
+            "train",
+            "-g",
+            "nb201-optimum",
+            "--cells-per-stage",
+            "1",
+            "--filters",
+            "4",
+            "--dataset-format",
+            "fashion-mnist",
+        ])
+        .arg("--data")
+        .arg(fashion())
+        .args([
+            "--train-examples",
+            "256",
+            "--validation-examples",
+            "64",
+            "--epochs",
+            "1000",
+            "--threads",
+            "1",
+        ])
+        .arg("--termination-log")
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.starts_with("epoch 1/1000")),
+        "training started"
+    );
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    let TrainOutcome::Failed(f) = TrainResult::parse(&std::fs::read_to_string(&log).unwrap())
+        .unwrap()
+        .outcome
+    else {
+        panic!()
+    };
+    assert_eq!(f.reason, FailureReason::Terminated);
+    assert!(
+        f.message.starts_with("stopped by a signal at step"),
+        "{}",
+        f.message
+    );
+}
+
 /// The dynamic section lists `libtorch_cuda.so`: without it, a build against PyPI's torch
 /// silently trains on the CPU of a GPU node (the linker drops the library as unneeded).
 #[test]

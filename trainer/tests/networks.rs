@@ -85,6 +85,11 @@ fn layer_table_matches_allocated_variables_and_forward_shapes_for_random_childre
             config.aux_head = i % 2 == 0;
             let net = Net::new(&g, &config, Device::Cpu).unwrap_or_else(|e| panic!("{g}: {e}"));
             let s = net.summary();
+            assert_eq!(
+                &Net::summarize(&g, &config).unwrap(),
+                s,
+                "counting alone gives the same table"
+            );
             assert_eq!(net.allocated_params(), s.params + s.aux_params, "{g}");
             assert_eq!(
                 s.layers.iter().map(|l| l.params).sum::<i64>(),
@@ -141,6 +146,18 @@ fn bf16_compute_stays_close_to_fp32() {
         diff <= 0.05 * scale.max(1.0),
         "difference {diff} vs scale {scale}"
     );
+}
+
+#[test]
+fn summaries_of_huge_networks_allocate_nothing() {
+    let g = Genotype::known("nasnet-a").unwrap();
+    let mut config = NetConfig::cifar10();
+    config.cells_per_stage = Some(32);
+    config.filters = Some(4096);
+    // About 1 TB of weights: building them would exhaust memory; counting takes milliseconds.
+    let s = Net::summarize(&g, &config).unwrap();
+    assert_eq!(s.params, 251_076_227_082);
+    assert_eq!(s.macs, 37_094_477_987_840);
 }
 
 #[test]

@@ -95,7 +95,7 @@ fn valid_se_ratio(ratio: f64) -> bool {
 
 /// One block of the skeleton: `layers` identical layers, the first with `stride`.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MnasnetBlock {
     /// Conv op of every layer.
     pub conv_op: ConvOp,
@@ -165,6 +165,7 @@ pub struct MnasnetGenotype {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct RawGenotype {
     /// The blocks, from the stem to the head.
     #[schemars(length(min = 1, max = 16))]

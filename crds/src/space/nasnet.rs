@@ -105,7 +105,7 @@ named_enum! {
 
 /// One block of a cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NasnetBlock {
     /// First hidden state: `0 = h[i-1]`, `1 = h[i]`, `k + 1 = output of block k`.
     #[schemars(range(max = 10))]
@@ -277,7 +277,7 @@ pub struct NasnetGenotype {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawCell {
     /// The blocks of the cell, in order (B of them).
     #[schemars(length(min = 1, max = 10))]
@@ -290,6 +290,7 @@ struct RawCell {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct RawGenotype {
     /// The Normal cell.
     normal: RawCell,

@@ -62,6 +62,7 @@ pub struct Nb201Genotype {
 
 /// The JSON form of [`Nb201Genotype`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct Nb201Nodes {
     /// The incoming edges of nodes 1, 2 and 3: node `j` lists the ops of its edges from nodes
     /// 0..j-1, in that order.

@@ -39,7 +39,13 @@ fn batches_dir(path: &Path) -> PathBuf {
 /// Missing file, a size that is not a positive multiple of 3,073 bytes, a label above 9.
 pub fn read_batch(path: &Path) -> Result<ImageSet, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    if bytes.is_empty() || bytes.len() % RECORD_BYTES != 0 {
+    if bytes.is_empty() {
+        return Err(DataError::format(
+            path,
+            format!("empty file; expected {RECORD_BYTES}-byte CIFAR-10 records"),
+        ));
+    }
+    if bytes.len() % RECORD_BYTES != 0 {
         return Err(DataError::format(
             path,
             format!(

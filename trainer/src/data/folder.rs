@@ -17,6 +17,10 @@ use crate::net::Shape;
 pub const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
 /// Most classes a folder may have (labels are bytes).
 pub const MAX_CLASSES: usize = 256;
+/// Smallest image side the networks take, pixels.
+pub const MIN_SIDE: u32 = 8;
+/// Largest image side the networks take, pixels.
+pub const MAX_SIDE: u32 = 4096;
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -49,13 +53,32 @@ fn read_split(
                 expected: format!("a folder of images of class {class:?} (every class of train/ must be in test/)"),
             });
         }
-        for file in sorted_entries(&class_dir)?
+        let files: Vec<PathBuf> = sorted_entries(&class_dir)?
             .into_iter()
             .filter(|p| is_image(p))
-        {
+            .collect();
+        if files.is_empty() {
+            return Err(DataError::format(
+                &class_dir,
+                format!(
+                    "class {class:?} has no images ({}); remove the folder or add images",
+                    EXTENSIONS.join(", ")
+                ),
+            ));
+        }
+        for file in files {
             let image = image::open(&file)
                 .map_err(|e| DataError::format(&file, format!("cannot decode image: {e}")))?
                 .to_rgb8();
+            if size.is_none() {
+                let (w, h) = image.dimensions();
+                if !(MIN_SIDE..=MAX_SIDE).contains(&w.max(h)) || w.min(h) < MIN_SIDE {
+                    return Err(DataError::format(
+                        &file,
+                        format!("the first image is {w}x{h}; images must be {MIN_SIDE}..={MAX_SIDE} pixels per side (pass --image-size to resize)"),
+                    ));
+                }
+            }
             let side = *size.get_or_insert(image.width());
             let image = if image.width() != side || image.height() != side {
                 image::imageops::resize(&image, side, side, image::imageops::FilterType::Triangle)
@@ -133,9 +156,18 @@ pub(crate) fn load(path: &Path, test: bool, size: Option<u32>) -> Result<Raw, Da
             ),
         ));
     }
-    if let Some(0) = size {
-        return Err(DataError::Split(
-            "image size: 0 is out of range; allowed: at least 8".into(),
+    if let Some(side) = size.filter(|s| !(MIN_SIDE..=MAX_SIDE).contains(s)) {
+        return Err(DataError::Split(format!(
+            "--image-size: {side} is out of range; allowed: {MIN_SIDE}..={MAX_SIDE}"
+        )));
+    }
+    if classes.len() < 2 {
+        return Err(DataError::format(
+            &train_dir,
+            format!(
+                "{} class folder; a classifier needs at least 2",
+                classes.len()
+            ),
         ));
     }
     let mut size = size;
@@ -154,6 +186,25 @@ pub(crate) fn load(path: &Path, test: bool, size: Option<u32>) -> Result<Raw, Da
                 path: test_dir,
                 expected: "a test/ folder with the same class folders".into(),
             });
+        }
+        for entry in sorted_entries(&test_dir)?
+            .into_iter()
+            .filter(|p| p.is_dir())
+        {
+            let name = entry
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if !classes.contains(&name) {
+                return Err(DataError::format(
+                    &entry,
+                    format!(
+                        "class {name:?} is not a class of the training set ({})",
+                        classes.join(", ")
+                    ),
+                ));
+            }
         }
         Some(read_split(&test_dir, &classes, &mut size)?)
     } else {

@@ -222,6 +222,15 @@ pub(crate) struct Raw {
 /// images of different sizes, an empty set, or split sizes that do not fit (validation must
 /// leave at least one training example).
 pub fn load(options: &DataOptions) -> Result<Splits, DataError> {
+    if options.path.exists() && !options.path.is_dir() {
+        return Err(DataError::format(
+            &options.path,
+            format!(
+                "not a folder; expected a folder of {} files",
+                options.format
+            ),
+        ));
+    }
     if !options.path.is_dir() {
         return Err(DataError::Missing {
             path: options.path.clone(),
@@ -252,16 +261,16 @@ fn split(raw: Raw, options: &DataOptions) -> Result<Splits, DataError> {
     let validation = options.validation_examples.unwrap_or((total / 10).max(1));
     if validation == 0 || validation >= total {
         return Err(DataError::Split(format!(
-            "validation examples: {validation} is out of range; allowed: 1..={} (the training set has {total})",
+            "--validation-examples: {validation} is out of range; allowed: 1..={} (the training set has {total})",
             total - 1
         )));
     }
     let available = total - validation;
     let train = match options.train_examples {
-        Some(0) => return Err(DataError::Split("train examples: 0 is out of range; allowed: at least 1".into())),
+        Some(0) => return Err(DataError::Split("--train-examples: 0 is out of range; allowed: at least 1".into())),
         Some(n) if n > available => {
             return Err(DataError::Split(format!(
-                "train examples: {n} is out of range; allowed: 1..={available} ({total} examples minus {validation} held out for validation)"
+                "--train-examples: {n} is out of range; allowed: 1..={available} ({total} examples minus {validation} held out for validation)"
             )))
         }
         Some(n) => n,

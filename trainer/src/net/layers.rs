@@ -44,6 +44,8 @@ pub struct Builder {
     /// weights stay `f32`, the op runs on `bf16` copies).
     pub(crate) bf16: bool,
     pub(crate) bn: BnSettings,
+    /// Count only: create no variables (layers hold undefined tensors and cannot run).
+    pub(crate) dry: bool,
 }
 
 impl Builder {
@@ -53,6 +55,26 @@ impl Builder {
             layers: Vec::new(),
             bf16,
             bn,
+            dry: false,
+        }
+    }
+
+    /// A builder that only computes the layer table, allocating no weights (for summaries of
+    /// networks of any size).
+    pub fn counting(bn: BnSettings) -> Self {
+        Self {
+            layers: Vec::new(),
+            bf16: false,
+            bn,
+            dry: true,
+        }
+    }
+
+    fn variable(&self, p: &nn::Path, name: &str, group: usize, dims: &[i64], init: Init) -> Tensor {
+        if self.dry {
+            Tensor::new()
+        } else {
+            p.set_group(group).var(name, dims, init)
         }
     }
 
@@ -81,19 +103,17 @@ impl Builder {
         groups: i64,
         bias: bool,
     ) -> (Conv, Shape) {
-        let weight = p.set_group(DECAY_GROUP).var(
-            "weight",
-            &[c_out, input.c / groups, kernel.0, kernel.1],
-            CONV_INIT,
-        );
-        let bias = bias.then(|| p.set_group(NO_DECAY_GROUP).zeros("bias", &[c_out]));
+        let dims = [c_out, input.c / groups, kernel.0, kernel.1];
+        let weight = self.variable(p, "weight", DECAY_GROUP, &dims, CONV_INIT);
+        let bias =
+            bias.then(|| self.variable(p, "bias", NO_DECAY_GROUP, &[c_out], Init::Const(0.0)));
         let out = Shape {
             c: c_out,
             h: (input.h + 2 * padding.0 - dilation * (kernel.0 - 1) - 1) / stride + 1,
             w: (input.w + 2 * padding.1 - dilation * (kernel.1 - 1) - 1) / stride + 1,
         };
         let per_output = (input.c / groups) * kernel.0 * kernel.1;
-        let params = weight.numel() as i64 + if bias.is_some() { c_out } else { 0 };
+        let params = dims.iter().product::<i64>() + if bias.is_some() { c_out } else { 0 };
         let kind = if groups == 1 {
             format!("conv{}x{}", kernel.0, kernel.1)
         } else {
@@ -137,11 +157,16 @@ impl Builder {
 
     /// Batch normalization over the channels of `input`, with learned scale and shift.
     pub fn bn(&mut self, p: &nn::Path, input: Shape) -> BatchNorm {
-        let group = p.set_group(NO_DECAY_GROUP);
-        let weight = group.ones("weight", &[input.c]);
-        let bias = group.zeros("bias", &[input.c]);
-        let running_mean = p.zeros_no_train("running_mean", &[input.c]);
-        let running_var = p.ones_no_train("running_var", &[input.c]);
+        let weight = self.variable(p, "weight", NO_DECAY_GROUP, &[input.c], Init::Const(1.0));
+        let bias = self.variable(p, "bias", NO_DECAY_GROUP, &[input.c], Init::Const(0.0));
+        let (running_mean, running_var) = if self.dry {
+            (Tensor::new(), Tensor::new())
+        } else {
+            (
+                p.zeros_no_train("running_mean", &[input.c]),
+                p.ones_no_train("running_var", &[input.c]),
+            )
+        };
         self.record(p, "batchnorm", input, 2 * input.c, 0);
         BatchNorm {
             weight,
@@ -155,22 +180,12 @@ impl Builder {
     /// A fully connected layer with bias.
     pub fn linear(&mut self, p: &nn::Path, inputs: i64, outputs: i64) -> Linear {
         let bound = 1.0 / (inputs as f64).sqrt();
-        let weight = p.set_group(DECAY_GROUP).var(
-            "weight",
-            &[outputs, inputs],
-            Init::Uniform {
-                lo: -bound,
-                up: bound,
-            },
-        );
-        let bias = p.set_group(NO_DECAY_GROUP).var(
-            "bias",
-            &[outputs],
-            Init::Uniform {
-                lo: -bound,
-                up: bound,
-            },
-        );
+        let init = Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let weight = self.variable(p, "weight", DECAY_GROUP, &[outputs, inputs], init);
+        let bias = self.variable(p, "bias", NO_DECAY_GROUP, &[outputs], init);
         self.record(
             p,
             "linear",

@@ -205,6 +205,29 @@ impl Net {
     /// `1..=4096`, a dropout outside `[0, 1)`, or an NB201 input whose size is not a multiple of
     /// 4 (its reductions halve it twice); [`NetError::Genotype`] for an invalid genotype.
     pub fn new(genotype: &Genotype, config: &NetConfig, device: Device) -> Result<Self, NetError> {
+        let (vs, network, summary) = Self::build(genotype, config, device, false)?;
+        Ok(Self {
+            vs,
+            network,
+            summary,
+        })
+    }
+
+    /// The layer table and totals of the network `new` would build, computed without
+    /// allocating any weight (milliseconds and kilobytes, whatever the network's size).
+    ///
+    /// # Errors
+    /// As [`Net::new`].
+    pub fn summarize(genotype: &Genotype, config: &NetConfig) -> Result<Summary, NetError> {
+        Ok(Self::build(genotype, config, Device::Cpu, true)?.2)
+    }
+
+    fn build(
+        genotype: &Genotype,
+        config: &NetConfig,
+        device: Device,
+        dry: bool,
+    ) -> Result<(nn::VarStore, Network, Summary), NetError> {
         genotype.validate()?;
         let input = config.input;
         positive("--channels", input.c, 64)?;
@@ -245,7 +268,11 @@ impl Net {
         }
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let mut b = Builder::new(config.bf16, bn);
+        let mut b = if dry {
+            Builder::counting(bn)
+        } else {
+            Builder::new(config.bf16, bn)
+        };
         let network = match genotype {
             Genotype::Nb201(g) => {
                 let spec = Nb201SpaceSpec::default();
@@ -328,11 +355,7 @@ impl Net {
             macs: b.layers.iter().filter(|l| !is_aux(l)).map(|l| l.macs).sum(),
             layers: b.layers,
         };
-        Ok(Self {
-            vs,
-            network,
-            summary,
-        })
+        Ok((vs, network, summary))
     }
 
     /// Logits `[N, classes]` and, while training a NASNet with its auxiliary head, the head's
