@@ -204,6 +204,21 @@ impl Builder {
         }
     }
 
+    /// The classifier every network ends with: global average pooling of `input`, then a
+    /// linear layer to `classes` logits (recorded as `pool` and `classifier` under `p`).
+    pub fn classifier(&mut self, p: &nn::Path, input: Shape, classes: i64) -> Linear {
+        self.note(
+            &(p / "pool"),
+            "globalavgpool",
+            Shape {
+                c: input.c,
+                h: 1,
+                w: 1,
+            },
+        );
+        self.linear(&(p / "classifier"), input.c, classes)
+    }
+
     /// Records a layer without parameters (pooling), for the table.
     pub fn note(&mut self, p: &nn::Path, kind: &str, output: Shape) {
         self.record(p, kind, output, 0, 0);

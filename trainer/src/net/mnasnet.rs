@@ -248,16 +248,7 @@ impl MnasnetNet {
             }
         }
         let (head, shape) = ConvBn::new(b, &(p / "head"), shape, head_filters, 1, 1, 1, true);
-        b.note(
-            &(p / "pool"),
-            "globalavgpool",
-            Shape {
-                c: shape.c,
-                h: 1,
-                w: 1,
-            },
-        );
-        let classifier = b.linear(&(p / "classifier"), shape.c, classes);
+        let classifier = b.classifier(p, shape, classes);
         Self {
             stem,
             layers,

@@ -580,16 +580,7 @@ impl NasnetNet {
                 aux = Some(AuxHead::new(b, &(p / "aux"), cur, classes));
             }
         }
-        b.note(
-            &(p / "pool"),
-            "globalavgpool",
-            Shape {
-                c: cur.c,
-                h: 1,
-                w: 1,
-            },
-        );
-        let classifier = b.linear(&(p / "classifier"), cur.c, classes);
+        let classifier = b.classifier(p, cur, classes);
         Self {
             stem,
             cells,

@@ -188,16 +188,7 @@ impl Nb201Net {
             }
         }
         let last_bn = b.bn(&(p / "last_bn"), shape);
-        b.note(
-            &(p / "pool"),
-            "globalavgpool",
-            Shape {
-                c: shape.c,
-                h: 1,
-                w: 1,
-            },
-        );
-        let classifier = b.linear(&(p / "classifier"), shape.c, classes);
+        let classifier = b.classifier(p, shape, classes);
         Self {
             stem,
             stem_bn,
