@@ -14,6 +14,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod api;
+pub mod latency;
 pub mod result;
 pub mod space;
 

@@ -29,6 +29,26 @@ pub enum Command {
         #[arg(required = true)]
         manifests: Vec<PathBuf>,
     },
+    /// Fit the additive per-op latency table on a few measured children of a table (e.g.
+    /// `nb201_latency_ms.csv`), predict all, and print Spearman rank correlation and mean
+    /// absolute percentage error per latency column; the last line is JSON.
+    LatencyModel {
+        /// CSV with a genotype column and latency columns (ms).
+        #[arg(long)]
+        table: PathBuf,
+        /// Latency column(s) to model (default: every column but the genotype and `index`).
+        #[arg(long)]
+        column: Vec<String>,
+        /// The genotype column.
+        #[arg(long, default_value = "arch_str")]
+        arch_column: String,
+        /// Children to fit on (drawn uniformly without replacement).
+        #[arg(long, default_value_t = 100)]
+        fit: usize,
+        /// Seed of the draw.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Inspect search spaces and genotypes.
     Space {
         /// What to inspect.

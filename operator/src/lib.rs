@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod latency_tool;
 pub mod manifest;
 pub mod schema;
 pub mod space_tool;

@@ -114,6 +114,44 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                 bail!("{failed} of {total} searches are invalid");
             }
         }
+        Command::LatencyModel {
+            table,
+            column,
+            arch_column,
+            fit,
+            seed,
+        } => {
+            let table = nasop::latency_tool::LatencyTable::read(&table, &arch_column, &column)?;
+            let reports = table.evaluate(fit, seed)?;
+            for r in &reports {
+                writeln!(
+                    out,
+                    "{:<12} fit on {} of {}: Spearman {:.4} (held-out {:.4}), MAPE {:.1}%",
+                    r.column,
+                    r.fit,
+                    r.predicted,
+                    r.spearman,
+                    r.held_out_spearman,
+                    100.0 * r.mape
+                )?;
+            }
+            let worst = reports
+                .iter()
+                .map(|r| r.spearman)
+                .fold(f64::INFINITY, f64::min);
+            let summary = if let [one] = reports.as_slice() {
+                serde_json::to_value(one)?
+            } else {
+                serde_json::json!({
+                    "spearman": worst,
+                    "mape": reports.iter().map(|r| r.mape).fold(0.0, f64::max),
+                    "fit": fit,
+                    "seed": seed,
+                    "columns": reports,
+                })
+            };
+            writeln!(out, "{summary}")?;
+        }
         Command::Space { command } => match command {
             SpaceCommand::Info {
                 space,
