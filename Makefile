@@ -15,7 +15,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup build demo test lint fmt-check clippy fmt crds clean bench bench-trainer
+.PHONY: setup build demo test lint fmt-check clippy fmt crds clean bench bench-trainer bench-probe bench-latency-model
 
 # Returns at once when the venv is ready.
 setup:
@@ -38,7 +38,18 @@ bench-trainer: setup
 	python trainer/benches/bench_trainer.py --trainer "$(TARGET_DIR)/release/nasop-trainer" \
 		--data "$(NASOP_SHARED_DATA)/cifar10/cifar-10-batches-bin" $(BENCH_ARGS)
 
-bench: bench-trainer
+# Latency probe stability (5 probes of one child) and fidelity (200 NB201 cells vs a Xeon's).
+bench-probe: setup
+	$(CARGO) build --release -p nasop-trainer
+	python trainer/benches/bench_probe.py --trainer "$(TARGET_DIR)/release/nasop-trainer" \
+		--table "$(NASOP_SHARED_DATA)/nb201/nb201_latency_ms.csv" $(BENCH_ARGS)
+
+# The per-op latency table fit on 100 NB201 cells, against all 15,625 of each device.
+bench-latency-model: setup
+	$(CARGO) build --release -p nasop
+	"$(TARGET_DIR)/release/nasop" latency-model --table "$(NASOP_SHARED_DATA)/nb201/nb201_latency_ms.csv" --fit 100
+
+bench: bench-trainer bench-probe bench-latency-model
 
 lint: fmt-check clippy
 

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod latency;
 pub mod result;
+pub mod reward;
 pub mod space;
 
 pub use space::{

@@ -17,6 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::{DeviceIdentity, LatencySummary};
 use crate::space::SpaceKind;
 
 /// Schema identifier of the result JSON; a reader rejects any other.
@@ -314,6 +315,137 @@ impl TrainResult {
                 r.learning_curve.clear();
             }
         }
+    }
+}
+
+/// Schema identifier of the probe result JSON.
+pub const PROBE_RESULT_SCHEMA: &str = "nasop.dev/probe-result/v1";
+
+/// Library versions a probe ran with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Versions {
+    /// nasop-trainer.
+    pub nasop: String,
+    /// libtorch (PyTorch's version string, e.g. `2.11.0+cu130`).
+    pub libtorch: String,
+}
+
+/// A completed latency measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeReport {
+    /// Hash of the measured genotype.
+    pub genotype_hash: String,
+    /// Its search space.
+    pub space: SpaceKind,
+    /// Device measured on (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Latency statistics over the timed runs, ms.
+    pub latency: LatencySummary,
+    /// Untimed runs before the timed ones.
+    pub warmup: i32,
+    /// Input `[N, C, H, W]` (N = 1: batch-1 latency, as MnasNet measures).
+    pub input_shape: [i64; 4],
+    /// CPU threads libtorch used.
+    pub threads: i32,
+    /// Node, CPU model, GPU name.
+    pub identity: DeviceIdentity,
+    /// Library versions.
+    pub versions: Versions,
+    /// Trainable parameters of the network.
+    pub params: i64,
+    /// Multiply-adds of one inference of one example.
+    pub macs: i64,
+    /// Where the weights came from: `random` or the checkpoint path.
+    pub weights: String,
+}
+
+/// How a probe ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome")]
+pub enum ProbeOutcome {
+    /// Measured.
+    Succeeded(Box<ProbeReport>),
+    /// Failed (same reasons and exit codes as training).
+    Failed(TrainFailure),
+}
+
+/// The probe result document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// Always [`PROBE_RESULT_SCHEMA`].
+    pub schema: String,
+    /// The outcome and its fields.
+    #[serde(flatten)]
+    pub outcome: ProbeOutcome,
+}
+
+impl ProbeResult {
+    /// A success document.
+    pub fn succeeded(report: ProbeReport) -> Self {
+        Self {
+            schema: PROBE_RESULT_SCHEMA.into(),
+            outcome: ProbeOutcome::Succeeded(Box::new(report)),
+        }
+    }
+
+    /// A failure document (the message cut to [`MAX_MESSAGE_CHARS`]).
+    pub fn failed(reason: FailureReason, message: impl Into<String>) -> Self {
+        let message: String = message.into();
+        let message = if message.chars().count() > MAX_MESSAGE_CHARS {
+            message
+                .chars()
+                .take(MAX_MESSAGE_CHARS - 3)
+                .collect::<String>()
+                + "..."
+        } else {
+            message
+        };
+        Self {
+            schema: PROBE_RESULT_SCHEMA.into(),
+            outcome: ProbeOutcome::Failed(TrainFailure { reason, message }),
+        }
+    }
+
+    /// Parses and checks a probe result: the schema, and positive finite latencies with
+    /// min <= median <= p90.
+    ///
+    /// # Errors
+    /// [`ResultError`] naming what is wrong.
+    pub fn parse(text: &str) -> Result<Self, ResultError> {
+        let result: Self =
+            serde_json::from_str(text).map_err(|e| ResultError::Malformed(e.to_string()))?;
+        if result.schema != PROBE_RESULT_SCHEMA {
+            return Err(ResultError::Schema {
+                found: result.schema,
+            });
+        }
+        if let ProbeOutcome::Succeeded(r) = &result.outcome {
+            let l = &r.latency;
+            for (field, v) in [
+                ("latency.medianMs", l.median_ms),
+                ("latency.p90Ms", l.p90_ms),
+                ("latency.meanMs", l.mean_ms),
+                ("latency.minMs", l.min_ms),
+            ] {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(ResultError::Value {
+                        field,
+                        value: v.to_string(),
+                        allowed: "a positive number of ms",
+                    });
+                }
+            }
+            if !(l.min_ms <= l.median_ms && l.median_ms <= l.p90_ms) || l.repeats < 1 {
+                return Err(ResultError::Value {
+                    field: "latency",
+                    value: format!("{l:?}"),
+                    allowed: "minMs <= medianMs <= p90Ms and repeats >= 1",
+                });
+            }
+        }
+        Ok(result)
     }
 }
 

@@ -165,7 +165,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(reason: FailureReason, message: impl std::fmt::Display) -> Self {
+    pub(crate) fn new(reason: FailureReason, message: impl std::fmt::Display) -> Self {
         Self {
             reason,
             message: message.to_string(),
@@ -441,7 +441,7 @@ fn run_inner(args: &TrainArgs) -> Result<TrainResult, Failure> {
     Ok(TrainResult::succeeded(report))
 }
 
-fn create_parent(path: &Path) -> Result<(), Failure> {
+pub(crate) fn create_parent(path: &Path) -> Result<(), Failure> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| {
             Failure::new(
@@ -492,6 +492,7 @@ pub fn write_outputs(args: &TrainArgs, result: &TrainResult) -> Vec<String> {
 /// Writes a failure document to the termination log named in raw command-line arguments (for
 /// arguments that do not parse, so that a pod still reports why it failed).
 pub fn write_parse_failure(raw_args: &[String], message: &str) {
+    let probe = raw_args.get(1).map(String::as_str) == Some("probe");
     let mut log = PathBuf::from(TERMINATION_LOG);
     for (i, arg) in raw_args.iter().enumerate() {
         if let Some(v) = arg.strip_prefix("--termination-log=") {
@@ -504,17 +505,23 @@ pub fn write_parse_failure(raw_args: &[String], message: &str) {
     }
     if log.parent().is_some_and(Path::is_dir) && !log.is_dir() {
         let first = message.lines().next().unwrap_or_default();
-        let result = TrainResult::failed(
-            FailureReason::InvalidInput,
-            first.trim_start_matches("error: ").trim(),
-        );
-        let _ = std::fs::write(&log, result.termination_message());
+        let message = first.trim_start_matches("error: ").trim();
+        let text = if probe {
+            serde_json::to_string(&nasop_crds::result::ProbeResult::failed(
+                FailureReason::InvalidInput,
+                message,
+            ))
+            .expect("result serializes")
+        } else {
+            TrainResult::failed(FailureReason::InvalidInput, message).termination_message()
+        };
+        let _ = std::fs::write(&log, text);
     }
 }
 
 /// Checks before training that an output file can be written: not a folder or device, the
 /// right extension, a parent folder that exists or can be made, and permission to create it.
-fn check_output_path(
+pub(crate) fn check_output_path(
     flag: &str,
     path: Option<&Path>,
     extension: Option<&str>,
@@ -632,7 +639,7 @@ pub fn clean_torch_message(message: &str) -> String {
         m = m.strip_prefix(prefix).unwrap_or(m);
     }
     let m = m.replace("\\n", "\n");
-    let cut = ["\nframe #", "\nException raised from"]
+    let cut = ["\nframe #", "\nException raised from", "\nTensor:"]
         .iter()
         .filter_map(|k| m.find(k))
         .min()

@@ -4,8 +4,10 @@
 #![deny(missing_docs)]
 
 pub mod args;
+pub mod cli_probe;
 pub mod cli_train;
 pub mod data;
 pub mod info;
 pub mod net;
+pub mod probe;
 pub mod train;

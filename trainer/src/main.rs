@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use clap::{Parser, Subcommand};
+use nasop_crds::result::{ProbeOutcome, ProbeResult};
 use nasop_crds::result::{TrainOutcome, TrainResult};
 use nasop_trainer::args::{parse_genotype, NetArgs};
+use nasop_trainer::cli_probe::{self, ProbeArgs};
 use nasop_trainer::cli_train::{self, TrainArgs};
 use nasop_trainer::info;
 use nasop_trainer::net::{Net, Shape};
@@ -29,6 +31,10 @@ enum Command {
     /// stdout and in the termination message). Exit codes: 0 trained, 2 bad input or data,
     /// 3 out of memory, 4 device unavailable, 5 diverged, 1 other failure.
     Train(Box<TrainArgs>),
+    /// Measure a child's inference latency on this device (batch 1 by default): warm-up runs,
+    /// then timed runs; prints median, p90, mean, stddev, min as JSON (also to the termination
+    /// message). Exit codes as `train`.
+    Probe(Box<ProbeArgs>),
     /// Print a child network's parameters and multiply-adds as one JSON object.
     Summary {
         #[command(flatten)]
@@ -55,7 +61,7 @@ fn main() -> ExitCode {
             use clap::error::ErrorKind;
             let raw: Vec<String> = std::env::args().collect();
             if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-                && raw.get(1).map(String::as_str) == Some("train")
+                && matches!(raw.get(1).map(String::as_str), Some("train" | "probe"))
             {
                 cli_train::write_parse_failure(&raw, &e.render().to_string());
             }
@@ -64,6 +70,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Train(args) => return train(&args),
+        Command::Probe(args) => return probe(&args),
         Command::Info => {
             info::collect().map(|i| serde_json::to_string_pretty(&i).expect("serializable"))
         }
@@ -115,7 +122,7 @@ fn summary(
 /// The last panic message (libtorch errors surface as panics in tch's infallible calls).
 static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
 
-fn train(args: &TrainArgs) -> ExitCode {
+fn install_panic_hook() {
     panic::set_hook(Box::new(|info| {
         let message = info
             .payload()
@@ -125,6 +132,42 @@ fn train(args: &TrainArgs) -> ExitCode {
             .unwrap_or_else(|| "unknown panic".into());
         *PANIC_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
     }));
+}
+
+/// The message of the panic just caught, cleaned of libtorch's stack frames.
+fn take_panic() -> String {
+    PANIC_MESSAGE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default()
+}
+
+fn probe(args: &ProbeArgs) -> ExitCode {
+    install_panic_hook();
+    let result =
+        panic::catch_unwind(AssertUnwindSafe(|| cli_probe::run(args))).unwrap_or_else(|_| {
+            let message = take_panic();
+            ProbeResult::failed(
+                cli_train::classify_panic(&message),
+                cli_train::clean_torch_message(&message),
+            )
+        });
+    let code = match &result.outcome {
+        ProbeOutcome::Succeeded(_) => 0,
+        ProbeOutcome::Failed(f) => {
+            eprintln!("error ({:?}): {}", f.reason, f.message);
+            f.reason.exit_code()
+        }
+    };
+    for warning in cli_probe::write_outputs(args, &result) {
+        eprintln!("warning: {warning}");
+    }
+    ExitCode::from(code)
+}
+
+fn train(args: &TrainArgs) -> ExitCode {
+    install_panic_hook();
     let result =
         panic::catch_unwind(AssertUnwindSafe(|| cli_train::run(args))).unwrap_or_else(|_| {
             let message = PANIC_MESSAGE

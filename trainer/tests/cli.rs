@@ -363,3 +363,217 @@ fn the_binary_links_libtorch_cuda_so() {
         "NEEDED: {needed:?}"
     );
 }
+
+fn probe_result(out: &std::process::Output) -> nasop_crds::result::ProbeResult {
+    let text = String::from_utf8_lossy(&out.stdout);
+    nasop_crds::result::ProbeResult::parse(text.trim())
+        .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn probe_measures_batch_1_latency_and_exports_torchscript_that_computes_the_same() {
+    use nasop_crds::result::ProbeOutcome;
+    let dir = tempfile::tempdir().unwrap();
+    let ts = dir.path().join("child.pt");
+    let log = dir.path().join("log");
+    let out = trainer(&[
+        "probe",
+        "-g",
+        "nb201-optimum",
+        "--input-size",
+        "32",
+        "--classes",
+        "10",
+        "--threads",
+        "1",
+        "--repeats",
+        "7",
+        "--warmup",
+        "2",
+        "--termination-log",
+        log.to_str().unwrap(),
+        "--export-torchscript",
+        ts.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = probe_result(&out);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().trim(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    let ProbeOutcome::Succeeded(r) = result.outcome else {
+        panic!()
+    };
+    let l = &r.latency;
+    assert_eq!(
+        (l.repeats, r.warmup, r.threads, r.input_shape),
+        (7, 2, 1, [1, 3, 32, 32])
+    );
+    assert!(
+        l.min_ms > 0.0 && l.min_ms <= l.median_ms && l.median_ms <= l.p90_ms && l.stddev_ms >= 0.0,
+        "{l:?}"
+    );
+    assert_eq!(
+        (r.params, r.macs, r.weights.as_str(), r.device.as_str()),
+        (1_073_466, 153_272_960, "random", "cpu")
+    );
+    assert!(
+        r.versions.libtorch.starts_with("2.11.0"),
+        "{:?}",
+        r.versions
+    );
+    assert!(r.identity.cpu_model.is_some() && r.identity.node_name.is_some());
+
+    // The TorchScript module computes what the network computes (same seed-0 weights).
+    use nasop_trainer::net::{Mode, Net, NetConfig};
+    use tch::{Device, Kind, Tensor};
+    let module = tch::CModule::load(&ts).unwrap();
+    tch::manual_seed(0);
+    let g = nasop_crds::Genotype::known("nb201-optimum").unwrap();
+    let net = Net::new(&g, &NetConfig::cifar10(), Device::Cpu).unwrap();
+    let x = Tensor::randn([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let expected = tch::no_grad(|| net.forward(&x, Mode::Eval).0);
+    let traced = tch::no_grad(|| module.forward_ts(&[x]).unwrap());
+    let diff = f64::try_from((expected - traced).abs().max()).unwrap();
+    assert!(diff < 1e-5, "{diff}");
+}
+
+#[test]
+fn probe_loads_trained_weights_and_rejects_bad_input() {
+    use nasop_crds::result::ProbeOutcome;
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("w.safetensors");
+    let trained = trainer(&[
+        "train",
+        "-g",
+        "nb201-optimum",
+        "--cells-per-stage",
+        "1",
+        "--filters",
+        "4",
+        "--dataset-format",
+        "fashion-mnist",
+        "--data",
+        fashion().to_str().unwrap(),
+        "--train-examples",
+        "128",
+        "--validation-examples",
+        "32",
+        "--max-steps",
+        "2",
+        "--threads",
+        "1",
+        "--termination-log",
+        dir.path().join("tl").to_str().unwrap(),
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    let log = dir.path().join("log");
+    let base = [
+        "probe",
+        "-g",
+        "nb201-optimum",
+        "--cells-per-stage",
+        "1",
+        "--input-size",
+        "28",
+        "--channels",
+        "1",
+        "--classes",
+        "10",
+        "--termination-log",
+        log.to_str().unwrap(),
+    ];
+    let with = |extra: &[&str]| -> std::process::Output {
+        trainer(
+            &base
+                .iter()
+                .copied()
+                .chain(extra.iter().copied())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let out = with(&[
+        "--filters",
+        "4",
+        "--repeats",
+        "3",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ProbeOutcome::Succeeded(r) = probe_result(&out).outcome else {
+        panic!()
+    };
+    assert_eq!(r.weights, ckpt.display().to_string());
+
+    let failed = |out: std::process::Output| -> (i32, FailureReason, String) {
+        let ProbeOutcome::Failed(f) = probe_result(&out).outcome else {
+            panic!()
+        };
+        (out.status.code().unwrap(), f.reason, f.message)
+    };
+    let (code, reason, message) = failed(with(&[
+        "--filters",
+        "8",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+    ]));
+    assert_eq!((code, reason), (2, FailureReason::InvalidInput));
+    assert!(message.contains("does not fit this network"), "{message}");
+    let (code, _, message) = failed(with(&["--repeats", "0"]));
+    assert_eq!(
+        (code, message.as_str()),
+        (2, "--repeats: 0 is out of range; allowed: 1..=100000")
+    );
+    let (code, _, message) = failed(with(&["--device", "phone"]));
+    assert_eq!(
+        (code, message.as_str()),
+        (
+            2,
+            "--device \"phone\" is not a device; allowed: auto, cpu, cuda, cuda:N"
+        )
+    );
+    let (code, _, message) = failed(trainer(&[
+        "probe",
+        "-g",
+        "|nor_conv_3x3~0|+|",
+        "--termination-log",
+        log.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 2);
+    assert!(message.starts_with("--genotype:"), "{message}");
+    if !tch::Cuda::is_available() {
+        let (code, reason, _) = failed(with(&["--device", "cuda"]));
+        assert_eq!((code, reason), (4, FailureReason::DeviceUnavailable));
+    }
+    // Arguments that do not parse leave a probe failure document too.
+    let out = trainer(&[
+        "probe",
+        "-g",
+        "nb201-optimum",
+        "--repeats",
+        "many",
+        "--termination-log",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let parsed =
+        nasop_crds::result::ProbeResult::parse(&std::fs::read_to_string(&log).unwrap()).unwrap();
+    assert!(
+        matches!(parsed.outcome, ProbeOutcome::Failed(f) if f.message.starts_with("invalid value 'many' for '--repeats"))
+    );
+}

@@ -1,0 +1,130 @@
+//! Batch-1 inference latency of a child on this device (MnasNet 1807.11626 Sec. 3: real
+//! latency measured on the target device, on a single CPU thread for its phones).
+
+use std::time::Instant;
+
+use nasop_crds::api::{DeviceIdentity, LatencySummary};
+use tch::{Device, Kind, Tensor};
+
+use crate::net::{Mode, Net};
+
+/// Runs the network in eval mode on one random input of `shape` (`[N, C, H, W]`): `warmup`
+/// untimed runs, then `repeats` timed ones. Returns each timed run in ms. On CUDA the device is
+/// synchronized before and after each run, so the time is the GPU's, not the launch's.
+pub fn measure(
+    net: &Net,
+    shape: [i64; 4],
+    device: Device,
+    warmup: usize,
+    repeats: usize,
+) -> Vec<f64> {
+    tch::no_grad(|| {
+        let x = Tensor::randn(shape, (Kind::Float, device));
+        let sync = || {
+            if let Device::Cuda(i) = device {
+                tch::Cuda::synchronize(i as i64);
+            }
+        };
+        for _ in 0..warmup {
+            let _ = net.forward(&x, Mode::Eval);
+        }
+        sync();
+        (0..repeats)
+            .map(|_| {
+                sync();
+                let start = Instant::now();
+                let y = net.forward(&x, Mode::Eval).0;
+                sync();
+                let ms = start.elapsed().as_secs_f64() * 1e3;
+                drop(y);
+                ms
+            })
+            .collect()
+    })
+}
+
+/// Median, 90th percentile (nearest rank), mean, standard deviation (population) and minimum of
+/// the timed runs.
+///
+/// # Panics
+/// When `samples` is empty.
+pub fn summarize(samples: &[f64]) -> LatencySummary {
+    assert!(!samples.is_empty(), "at least one timed run");
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    };
+    let p90 = sorted[((0.9 * n as f64).ceil() as usize).clamp(1, n) - 1];
+    let mean = sorted.iter().sum::<f64>() / n as f64;
+    let stddev = (sorted.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64).sqrt();
+    LatencySummary {
+        median_ms: median,
+        p90_ms: p90,
+        mean_ms: mean,
+        stddev_ms: stddev,
+        min_ms: sorted[0],
+        repeats: n as i32,
+    }
+}
+
+/// This machine: the Kubernetes node (`NODE_NAME`, set from the downward API) or the host
+/// name, the CPU model (`/proc/cpuinfo`) and, for CUDA, the GPU model (NVIDIA's
+/// `/proc/driver/nvidia/gpus/*/information`).
+pub fn identity(device: Device) -> DeviceIdentity {
+    let node_name = std::env::var("NODE_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        });
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        });
+    let gpu_name = device.is_cuda().then(gpu_model).flatten();
+    DeviceIdentity {
+        node_name,
+        cpu_model,
+        gpu_name,
+    }
+}
+
+fn gpu_model() -> Option<String> {
+    let mut dirs: Vec<_> = std::fs::read_dir("/proc/driver/nvidia/gpus")
+        .ok()?
+        .filter_map(Result::ok)
+        .collect();
+    dirs.sort_by_key(|d| d.path());
+    let text = std::fs::read_to_string(dirs.first()?.path().join("information")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Model:"))
+        .map(|m| m.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_of_timed_runs() {
+        let s = summarize(&[5.0, 1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 7.0, 8.0, 9.0]);
+        assert_eq!(
+            (s.median_ms, s.p90_ms, s.min_ms, s.repeats),
+            (5.5, 9.0, 1.0, 10)
+        );
+        assert!((s.mean_ms - 5.5).abs() < 1e-12);
+        assert!((s.stddev_ms - 8.25f64.sqrt()).abs() < 1e-12);
+        let one = summarize(&[2.5]);
+        assert_eq!((one.median_ms, one.p90_ms, one.stddev_ms), (2.5, 2.5, 0.0));
+    }
+}
