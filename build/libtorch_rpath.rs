@@ -13,6 +13,9 @@ use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    // Declaring rerun conditions replaces cargo's default (rerun on any change of the package):
+    // name this script too, so that a new version of it runs.
+    println!("cargo:rerun-if-changed=../build/libtorch_rpath.rs");
     let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") else {
         println!("cargo:rustc-env=NASOP_LIBTORCH_LIB_DIR=");
         println!("cargo:rustc-env=NASOP_LIBTORCH_VERSION=unknown");

@@ -152,7 +152,9 @@ fn run_inner(args: &ProbeArgs) -> Result<ProbeReport, Failure> {
         identity: identity(device),
         versions: Versions {
             nasop: env!("CARGO_PKG_VERSION").into(),
-            libtorch: env!("NASOP_LIBTORCH_VERSION").into(),
+            libtorch: option_env!("NASOP_LIBTORCH_VERSION")
+                .unwrap_or("unknown")
+                .into(),
         },
         params: summary.params,
         macs: summary.macs,
