@@ -18,28 +18,12 @@ fn main() {
     println!("cargo:rerun-if-changed=../build/libtorch_rpath.rs");
     let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") else {
         println!("cargo:rustc-env=NASOP_LIBTORCH_LIB_DIR=");
-        println!("cargo:rustc-env=NASOP_LIBTORCH_VERSION=unknown");
         return;
     };
     let lib = Path::new(&lib);
     // For tests that inspect the link (`env!("NASOP_LIBTORCH_LIB_DIR")`).
     println!("cargo:rustc-env=NASOP_LIBTORCH_LIB_DIR={}", lib.display());
-    // PyTorch's `torch/version.py` beside `torch/lib` (`__version__ = '2.11.0+cu130'`), for the
-    // versions a probe reports.
-    let version = std::fs::read_to_string(lib.join("../version.py"))
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("__version__"))
-                .map(|v| {
-                    v.trim_start_matches([' ', '='])
-                        .trim()
-                        .trim_matches(['\'', '"'])
-                        .to_string()
-                })
-        })
-        .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=NASOP_LIBTORCH_VERSION={version}");
+
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");

@@ -11,7 +11,7 @@ use crate::cli_train::{
     check_output_path, clean_torch_message, select_device, Failure, TERMINATION_LOG,
 };
 use crate::net::{Mode, Net, Shape};
-use crate::probe::{identity, measure, summarize};
+use crate::probe::{identity, libtorch_version, measure, summarize};
 use crate::train::device_name;
 
 /// Arguments of `nasop-trainer probe`.
@@ -152,9 +152,7 @@ fn run_inner(args: &ProbeArgs) -> Result<ProbeReport, Failure> {
         identity: identity(device),
         versions: Versions {
             nasop: env!("CARGO_PKG_VERSION").into(),
-            libtorch: option_env!("NASOP_LIBTORCH_VERSION")
-                .unwrap_or("unknown")
-                .into(),
+            libtorch: libtorch_version(),
         },
         params: summary.params,
         macs: summary.macs,

@@ -99,6 +99,33 @@ pub fn identity(device: Device) -> DeviceIdentity {
     }
 }
 
+/// The version of the libtorch this process runs on: PyTorch's `torch/version.py` beside the
+/// loaded `libtorch_cpu.so` (found in `/proc/self/maps`), e.g. `2.11.0+cu130`; `unknown` for a
+/// libtorch without it.
+pub fn libtorch_version() -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .find(|path| path.ends_with("/libtorch_cpu.so"))
+        .and_then(|lib| {
+            std::path::Path::new(lib)
+                .parent()
+                .map(|dir| dir.join("../version.py"))
+        })
+        .and_then(|file| std::fs::read_to_string(file).ok())
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("__version__"))
+                .map(|v| {
+                    v.trim_start_matches([' ', '='])
+                        .trim()
+                        .trim_matches(['\'', '"'])
+                        .to_string()
+                })
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn gpu_model() -> Option<String> {
     let mut dirs: Vec<_> = std::fs::read_dir("/proc/driver/nvidia/gpus")
         .ok()?
