@@ -23,7 +23,6 @@ fn main() {
     let lib = Path::new(&lib);
     // For tests that inspect the link (`env!("NASOP_LIBTORCH_LIB_DIR")`).
     println!("cargo:rustc-env=NASOP_LIBTORCH_LIB_DIR={}", lib.display());
-
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");

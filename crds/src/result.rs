@@ -30,6 +30,20 @@ pub const TERMINATION_MESSAGE_MAX_BYTES: usize = 4096;
 /// Longest failure message kept in the termination message, characters.
 pub const MAX_MESSAGE_CHARS: usize = 1024;
 
+/// `message`, or its first `MAX_MESSAGE_CHARS - 3` characters and `...` when it is longer
+/// than [`MAX_MESSAGE_CHARS`].
+fn cut_message(message: &str) -> String {
+    if message.chars().count() > MAX_MESSAGE_CHARS {
+        message
+            .chars()
+            .take(MAX_MESSAGE_CHARS - 3)
+            .collect::<String>()
+            + "..."
+    } else {
+        message.to_string()
+    }
+}
+
 /// One epoch of training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -281,14 +295,7 @@ impl TrainResult {
     pub fn termination_message(&self) -> String {
         let mut result = self.clone();
         if let TrainOutcome::Failed(f) = &mut result.outcome {
-            if f.message.chars().count() > MAX_MESSAGE_CHARS {
-                f.message = f
-                    .message
-                    .chars()
-                    .take(MAX_MESSAGE_CHARS - 3)
-                    .collect::<String>()
-                    + "...";
-            }
+            f.message = cut_message(&f.message);
         }
         let mut step = 1;
         loop {
@@ -392,16 +399,7 @@ impl ProbeResult {
 
     /// A failure document (the message cut to [`MAX_MESSAGE_CHARS`]).
     pub fn failed(reason: FailureReason, message: impl Into<String>) -> Self {
-        let message: String = message.into();
-        let message = if message.chars().count() > MAX_MESSAGE_CHARS {
-            message
-                .chars()
-                .take(MAX_MESSAGE_CHARS - 3)
-                .collect::<String>()
-                + "..."
-        } else {
-            message
-        };
+        let message = cut_message(&message.into());
         Self {
             schema: PROBE_RESULT_SCHEMA.into(),
             outcome: ProbeOutcome::Failed(TrainFailure { reason, message }),

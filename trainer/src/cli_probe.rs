@@ -8,7 +8,7 @@ use tch::{CModule, Device, Kind, Tensor};
 
 use crate::args::{parse_genotype, NetArgs};
 use crate::cli_train::{
-    check_output_path, clean_torch_message, select_device, Failure, TERMINATION_LOG,
+    check_output_path, clean_torch_message, select_device, write_result, Failure, TERMINATION_LOG,
 };
 use crate::net::{Mode, Net, Shape};
 use crate::probe::{identity, libtorch_version, measure, summarize};
@@ -181,32 +181,14 @@ fn export(net: &Net, shape: [i64; 4], device: Device, path: &Path) -> Result<(),
     Ok(())
 }
 
-/// Writes the result: stdout first, then the termination log (skipped outside a container) and
-/// `--result`; returns warnings for writes that failed.
+/// Writes the result (one compact JSON document) to stdout, the termination log and `--result`;
+/// returns warnings for the writes that failed.
 pub fn write_outputs(args: &ProbeArgs, result: &ProbeResult) -> Vec<String> {
-    use std::io::Write;
     let text = serde_json::to_string(result).expect("result serializes");
-    let mut warnings = Vec::new();
-    {
-        let mut out = std::io::stdout().lock();
-        if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                warnings.push(format!("writing to stdout: {e}"));
-            }
-        }
-    }
-    let log = &args.termination_log;
-    if log.parent().is_some_and(Path::is_dir) {
-        if let Err(e) = std::fs::write(log, &text) {
-            if log != Path::new(TERMINATION_LOG) {
-                warnings.push(format!("--termination-log {}: {e}", log.display()));
-            }
-        }
-    }
-    if let Some(path) = args.result.as_ref().filter(|p| !p.exists() || p.is_file()) {
-        if let Err(e) = std::fs::write(path, format!("{text}\n")) {
-            warnings.push(format!("--result {}: {e}", path.display()));
-        }
-    }
-    warnings
+    write_result(
+        &text,
+        &format!("{text}\n"),
+        &args.termination_log,
+        args.result.as_deref(),
+    )
 }

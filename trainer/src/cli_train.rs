@@ -458,28 +458,52 @@ pub(crate) fn create_parent(path: &Path) -> Result<(), Failure> {
 /// full to `--result`. The output paths were checked before training, so a failure here is rare;
 /// it is reported as a warning, and the result stays on stdout.
 pub fn write_outputs(args: &TrainArgs, result: &TrainResult) -> Vec<String> {
+    let full = serde_json::to_string_pretty(result).expect("result serializes") + "\n";
+    write_result(
+        &result.termination_message(),
+        &full,
+        &args.termination_log,
+        args.result.as_deref(),
+    )
+}
+
+/// Prints `line` and a newline to stdout; a closed stdout (`| head`) is not an error.
+///
+/// # Errors
+/// Any other write error, as a message.
+pub fn print_line(line: &str) -> Result<(), String> {
     use std::io::Write;
-    let compact = result.termination_message();
-    let mut warnings = Vec::new();
-    {
-        let mut out = std::io::stdout().lock();
-        if let Err(e) = writeln!(out, "{compact}").and_then(|()| out.flush()) {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                warnings.push(format!("writing to stdout: {e}"));
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("writing to stdout: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes a result document of `train` or `probe`: `compact` to stdout and the termination log
+/// (skipped when its folder does not exist; the default `/dev/termination-log` may be
+/// unwritable outside a container), `full` to the `--result` file. Returns warnings for the
+/// writes that failed.
+pub(crate) fn write_result(
+    compact: &str,
+    full: &str,
+    termination_log: &Path,
+    result: Option<&Path>,
+) -> Vec<String> {
+    let mut warnings: Vec<String> = print_line(compact).err().into_iter().collect();
+    if termination_log.parent().is_some_and(Path::is_dir) {
+        if let Err(e) = std::fs::write(termination_log, compact) {
+            if termination_log != Path::new(TERMINATION_LOG) {
+                warnings.push(format!(
+                    "--termination-log {}: {e}",
+                    termination_log.display()
+                ));
             }
         }
     }
-    let log = &args.termination_log;
-    if log.parent().is_some_and(Path::is_dir) {
-        if let Err(e) = std::fs::write(log, &compact) {
-            // Outside a container /dev is not writable: that is not the child's failure.
-            if log != Path::new(TERMINATION_LOG) {
-                warnings.push(format!("--termination-log {}: {e}", log.display()));
-            }
-        }
-    }
-    if let Some(path) = args.result.as_ref().filter(|p| !p.exists() || p.is_file()) {
-        let full = serde_json::to_string_pretty(result).expect("result serializes") + "\n";
+    if let Some(path) = result.filter(|p| !p.exists() || p.is_file()) {
         if let Err(e) = create_parent(path).map_err(|f| f.message).and_then(|()| {
             std::fs::write(path, full).map_err(|e| format!("--result {}: {e}", path.display()))
         }) {

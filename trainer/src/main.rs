@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use clap::{Parser, Subcommand};
-use nasop_crds::result::{ProbeOutcome, ProbeResult};
+use nasop_crds::result::{FailureReason, ProbeOutcome, ProbeResult, TrainFailure};
 use nasop_crds::result::{TrainOutcome, TrainResult};
 use nasop_trainer::args::{parse_genotype, NetArgs};
 use nasop_trainer::cli_probe::{self, ProbeArgs};
@@ -134,74 +134,60 @@ fn install_panic_hook() {
     }));
 }
 
-/// The message of the panic just caught, cleaned of libtorch's stack frames.
-fn take_panic() -> String {
-    PANIC_MESSAGE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-        .unwrap_or_default()
+/// Runs `run`; a panic (a libtorch error in one of tch's infallible calls) becomes the failure
+/// `failed(reason, message)`, classified as out of memory or internal, with libtorch's stack
+/// frames removed.
+fn catching<R>(run: impl FnOnce() -> R, failed: impl FnOnce(FailureReason, String) -> R) -> R {
+    install_panic_hook();
+    panic::catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
+        let message = PANIC_MESSAGE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default();
+        failed(
+            cli_train::classify_panic(&message),
+            cli_train::clean_torch_message(&message),
+        )
+    })
+}
+
+/// Reports a failure on stderr, then the warnings of writing the result; the exit code of the
+/// outcome (0 without a failure).
+fn exit(failure: Option<&TrainFailure>, warnings: Vec<String>) -> ExitCode {
+    if let Some(f) = failure {
+        eprintln!("error ({:?}): {}", f.reason, f.message);
+    }
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    ExitCode::from(failure.map_or(0, |f| f.reason.exit_code()))
 }
 
 fn probe(args: &ProbeArgs) -> ExitCode {
-    install_panic_hook();
-    let result =
-        panic::catch_unwind(AssertUnwindSafe(|| cli_probe::run(args))).unwrap_or_else(|_| {
-            let message = take_panic();
-            ProbeResult::failed(
-                cli_train::classify_panic(&message),
-                cli_train::clean_torch_message(&message),
-            )
-        });
-    let code = match &result.outcome {
-        ProbeOutcome::Succeeded(_) => 0,
-        ProbeOutcome::Failed(f) => {
-            eprintln!("error ({:?}): {}", f.reason, f.message);
-            f.reason.exit_code()
-        }
+    let result = catching(|| cli_probe::run(args), ProbeResult::failed);
+    let failure = match &result.outcome {
+        ProbeOutcome::Succeeded(_) => None,
+        ProbeOutcome::Failed(f) => Some(f),
     };
-    for warning in cli_probe::write_outputs(args, &result) {
-        eprintln!("warning: {warning}");
-    }
-    ExitCode::from(code)
+    exit(failure, cli_probe::write_outputs(args, &result))
 }
 
 fn train(args: &TrainArgs) -> ExitCode {
-    install_panic_hook();
-    let result =
-        panic::catch_unwind(AssertUnwindSafe(|| cli_train::run(args))).unwrap_or_else(|_| {
-            let message = PANIC_MESSAGE
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-                .unwrap_or_default();
-            TrainResult::failed(
-                cli_train::classify_panic(&message),
-                cli_train::clean_torch_message(&message),
-            )
-        });
-    let code = match &result.outcome {
-        TrainOutcome::Succeeded(_) => 0,
-        TrainOutcome::Failed(f) => {
-            eprintln!("error ({:?}): {}", f.reason, f.message);
-            f.reason.exit_code()
-        }
+    let result = catching(|| cli_train::run(args), TrainResult::failed);
+    let failure = match &result.outcome {
+        TrainOutcome::Succeeded(_) => None,
+        TrainOutcome::Failed(f) => Some(f),
     };
-    for warning in cli_train::write_outputs(args, &result) {
-        eprintln!("warning: {warning}");
-    }
-    ExitCode::from(code)
+    exit(failure, cli_train::write_outputs(args, &result))
 }
 
 /// Prints `text` and a newline; a closed stdout (`| head`) is not an error.
 fn print_stdout(text: &str) -> ExitCode {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+    match cli_train::print_line(text) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: writing to stdout: {e}");
+            eprintln!("error: {e}");
             ExitCode::from(1)
         }
     }
