@@ -110,6 +110,102 @@ impl LatencyModel {
     }
 }
 
+/// The model's own error estimate from probed children alone (no ground truth for the rest):
+/// `folds`-fold cross-validated mean absolute percentage error, as a fraction. Sample `i` is
+/// held out in fold `i % folds`, so the estimate is deterministic.
+///
+/// # Errors
+/// [`ModelError`] as [`LatencyModel::fit`]; [`ModelError::Empty`] with fewer than 2 samples
+/// or `folds < 2`.
+pub fn cross_validated_mape(
+    decisions: &[Decision],
+    samples: &[(Vec<usize>, f64)],
+    folds: usize,
+) -> Result<f64, ModelError> {
+    if samples.len() < 2 || folds < 2 {
+        return Err(ModelError::Empty);
+    }
+    let folds = folds.min(samples.len());
+    let mut predicted = Vec::with_capacity(samples.len());
+    let mut actual = Vec::with_capacity(samples.len());
+    for fold in 0..folds {
+        let train: Vec<_> = samples
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % folds != fold)
+            .map(|(_, s)| s.clone())
+            .collect();
+        let model = LatencyModel::fit(decisions, &train)?;
+        for (_, (vector, latency)) in samples
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % folds == fold)
+        {
+            predicted.push(model.predict(vector));
+            actual.push(*latency);
+        }
+    }
+    Ok(mape(&predicted, &actual))
+}
+
+/// What to do about a child's latency once the model has predicted it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ProbePlan {
+    /// Measure it on the device.
+    Probe,
+    /// Use the predicted latency (ms): the model is accurate enough and the child is far
+    /// enough from the target that a measurement would not change which side of T it is on.
+    UsePrediction(f64),
+}
+
+/// When a prediction may stand in for a probe.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProbePolicy {
+    /// Largest cross-validated MAPE (fraction) at which predictions are trusted at all.
+    pub max_model_error: f64,
+    /// How many model errors a prediction must lie from the target T to be trusted.
+    pub margin: f64,
+}
+
+impl Default for ProbePolicy {
+    /// Trust a model within 5% error for children more than 3 errors (15%) from T.
+    fn default() -> Self {
+        Self {
+            max_model_error: 0.05,
+            margin: 3.0,
+        }
+    }
+}
+
+impl ProbePolicy {
+    /// Probe or use the prediction, for a child predicted at `predicted_ms` by a model whose
+    /// cross-validated MAPE is `model_error` (fraction), against latency target `target_ms`.
+    /// Without a usable prediction (not positive and finite) the answer is to probe.
+    pub fn plan(&self, predicted_ms: f64, model_error: f64, target_ms: f64) -> ProbePlan {
+        let usable = predicted_ms.is_finite()
+            && predicted_ms > 0.0
+            && model_error.is_finite()
+            && model_error <= self.max_model_error
+            && target_ms > 0.0;
+        if usable && (predicted_ms / target_ms).ln().abs() > self.margin * model_error {
+            ProbePlan::UsePrediction(predicted_ms)
+        } else {
+            ProbePlan::Probe
+        }
+    }
+}
+
+/// Probe order key: children predicted nearest the latency target T come first (smaller key),
+/// because their side of T, and so the reward's exponent, is least certain. `|ln(pred / T)|`;
+/// an unusable prediction sorts first.
+pub fn probe_priority(predicted_ms: f64, target_ms: f64) -> f64 {
+    if predicted_ms > 0.0 && predicted_ms.is_finite() && target_ms > 0.0 {
+        (predicted_ms / target_ms).ln().abs()
+    } else {
+        0.0
+    }
+}
+
 fn active_columns(
     decisions: &[Decision],
     offsets: &[usize],
@@ -286,5 +382,52 @@ mod tests {
             (spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 4.0]) - 0.948_683_298).abs() < 1e-6
         );
         assert!((mape(&[11.0, 9.0], &[10.0, 10.0]) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cross_validation_reports_the_error_of_unseen_children() {
+        let truth = [[1.0, 2.0, 4.0], [0.5, 3.0, 0.0], [2.0, 2.5, 7.0]];
+        let all: Vec<(Vec<usize>, f64)> = (0..27)
+            .map(|i| {
+                let v = vec![i / 9, (i / 3) % 3, i % 3];
+                let lat = 10.0 + truth[0][v[0]] + truth[1][v[1]] + truth[2][v[2]];
+                (v, lat)
+            })
+            .collect();
+        // Additive truth: held-out children are predicted exactly (up to the ridge).
+        assert!(cross_validated_mape(&decisions(), &all, 5).unwrap() < 1e-3);
+        // One interaction term the table cannot express: a real, positive error.
+        let bent: Vec<_> = all
+            .iter()
+            .map(|(v, l)| (v.clone(), if v[0] == 2 && v[1] == 2 { l * 2.0 } else { *l }))
+            .collect();
+        let e = cross_validated_mape(&decisions(), &bent, 5).unwrap();
+        assert!(e > 0.02 && e < 0.5, "{e}");
+        assert_eq!(
+            cross_validated_mape(&decisions(), &all[..1], 5),
+            Err(ModelError::Empty)
+        );
+    }
+
+    #[test]
+    fn predictions_replace_probes_only_when_accurate_and_far_from_the_target() {
+        let p = ProbePolicy::default();
+        // 5% error, margin 3: trusted beyond |ln(pred/T)| > 0.15, i.e. below 8.61 or above 11.62 ms.
+        assert_eq!(p.plan(8.0, 0.05, 10.0), ProbePlan::UsePrediction(8.0));
+        assert_eq!(p.plan(12.0, 0.05, 10.0), ProbePlan::UsePrediction(12.0));
+        assert_eq!(p.plan(9.0, 0.05, 10.0), ProbePlan::Probe);
+        assert_eq!(p.plan(11.0, 0.05, 10.0), ProbePlan::Probe);
+        assert_eq!(
+            p.plan(2.0, 0.06, 10.0),
+            ProbePlan::Probe,
+            "model too inaccurate"
+        );
+        assert_eq!(p.plan(f64::NAN, 0.01, 10.0), ProbePlan::Probe);
+        assert_eq!(p.plan(-1.0, 0.01, 10.0), ProbePlan::Probe);
+        let mut keys = [(20.0, "far"), (10.5, "near"), (6.0, "mid")]
+            .map(|(ms, name)| (probe_priority(ms, 10.0), name));
+        keys.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert_eq!(keys.map(|k| k.1), ["near", "mid", "far"]);
+        assert!((probe_priority(20.0, 10.0) - 2f64.ln()).abs() < 1e-12);
     }
 }

@@ -356,6 +356,8 @@ pub struct ProbeReport {
     pub input_shape: [i64; 4],
     /// CPU threads libtorch used.
     pub threads: i32,
+    /// Whether weights and input were in channels-last (NHWC) memory order.
+    pub channels_last: bool,
     /// Node, CPU model, GPU name.
     pub identity: DeviceIdentity,
     /// Library versions.

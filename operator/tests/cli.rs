@@ -205,6 +205,17 @@ fn latency_model_ranks_every_nb201_cell_from_100_measurements() {
         assert!(c["heldOutSpearman"].as_f64().unwrap() >= 0.9, "{c}");
         assert_eq!(c["predicted"], 15_625);
     }
+    // The model's own estimate (from its 100 fit rows) tracks the true error where it is small,
+    // and flags the devices where absolute predictions cannot be trusted.
+    for c in &columns[2..] {
+        let (cv, true_mape) = (c["cvMape"].as_f64().unwrap(), c["mape"].as_f64().unwrap());
+        assert!(cv < 0.15 && (cv / true_mape - 1.0).abs() < 0.2, "{c}");
+    }
+    assert!(
+        columns[0]["cvMape"].as_f64().unwrap() > 0.5,
+        "{}",
+        columns[0]
+    );
     assert!(
         (last["spearman"].as_f64().unwrap() - 0.932).abs() < 0.001,
         "{last}"

@@ -11,8 +11,8 @@ use nasop_crds::result::{TrainOutcome, TrainResult};
 use nasop_trainer::args::{parse_genotype, NetArgs};
 use nasop_trainer::cli_probe::{self, ProbeArgs};
 use nasop_trainer::cli_train::{self, TrainArgs};
-use nasop_trainer::info;
 use nasop_trainer::net::{Net, Shape};
+use nasop_trainer::{info, probe};
 
 /// The nasop trainer: builds child networks with libtorch and trains or probes them.
 #[derive(Parser, Debug)]
@@ -70,7 +70,10 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Train(args) => return train(&args),
-        Command::Probe(args) => return probe(&args),
+        Command::Probe(args) => {
+            reexec_with_probe_tunables();
+            return probe(&args);
+        }
         Command::Info => {
             info::collect().map(|i| serde_json::to_string_pretty(&i).expect("serializable"))
         }
@@ -89,6 +92,34 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Restarts this process with [`probe::MALLOC_TUNABLES`] in `GLIBC_TUNABLES` (glibc reads them
+/// only at start) unless they are set already or this is the restarted process. When the
+/// restart fails the probe goes on with glibc's defaults and says so on stderr.
+fn reexec_with_probe_tunables() {
+    use std::os::unix::process::CommandExt;
+    const MARK: &str = "NASOP_PROBE_TUNED";
+    if std::env::var_os(MARK).is_some() {
+        return;
+    }
+    let current = std::env::var("GLIBC_TUNABLES").ok();
+    let Some(tunables) = probe::probe_tunables(current.as_deref()) else {
+        return;
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("warning: probe runs with glibc's malloc defaults (no executable path: {e})");
+            return;
+        }
+    };
+    let e = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("GLIBC_TUNABLES", tunables)
+        .env(MARK, "1")
+        .exec();
+    eprintln!("warning: probe runs with glibc's malloc defaults (restart failed: {e})");
 }
 
 fn summary(

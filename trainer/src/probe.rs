@@ -6,20 +6,33 @@ use std::time::Instant;
 use nasop_crds::api::{DeviceIdentity, LatencySummary};
 use tch::{Device, Kind, Tensor};
 
-use crate::net::{Mode, Net};
+use crate::net::{to_channels_last, Mode, Net};
 
-/// Runs the network in eval mode on one random input of `shape` (`[N, C, H, W]`): `warmup`
-/// untimed runs, then `repeats` timed ones. Returns each timed run in ms. On CUDA the device is
-/// synchronized before and after each run, so the time is the GPU's, not the launch's.
+/// One random input of `shape` (`[N, C, H, W]`), with channels-last strides when
+/// `channels_last` (the order [`Net::to_channels_last`] gives the weights).
+pub fn probe_input(shape: [i64; 4], channels_last: bool, device: Device) -> Tensor {
+    let x = Tensor::randn(shape, (Kind::Float, device));
+    if channels_last {
+        to_channels_last(&x)
+    } else {
+        x
+    }
+}
+
+/// Runs the network in eval mode on one random input of `shape` (`[N, C, H, W]`; see
+/// [`probe_input`]): `warmup` untimed runs, then `repeats` timed ones. Returns each timed run in
+/// ms. On CUDA the device is synchronized before and after each run, so the time is the GPU's,
+/// not the launch's.
 pub fn measure(
     net: &Net,
     shape: [i64; 4],
+    channels_last: bool,
     device: Device,
     warmup: usize,
     repeats: usize,
 ) -> Vec<f64> {
     tch::no_grad(|| {
-        let x = Tensor::randn(shape, (Kind::Float, device));
+        let x = probe_input(shape, channels_last, device);
         let sync = || {
             if let Device::Cuda(i) = device {
                 tch::Cuda::synchronize(i as i64);
@@ -41,6 +54,32 @@ pub fn measure(
             })
             .collect()
     })
+}
+
+/// glibc malloc settings for a probe (`GLIBC_TUNABLES`, read by the loader at process start):
+/// activations stay in the heap instead of being returned to the kernel after every run and
+/// faulted back in by the next one. With glibc's defaults (dynamic mmap threshold from 128 KiB,
+/// trim threshold twice it) a probe of the NB201 optimum at 32x32 on one thread ran either at
+/// 6.3 ms or at 9.1 ms depending on when the thresholds settled (measured here; with these
+/// settings every probe ran at 6.2-6.9 ms). 32 MiB is the largest mmap threshold glibc accepts on
+/// 64-bit (`DEFAULT_MMAP_THRESHOLD_MAX`, glibc malloc/malloc.c); 256 MiB of free heap may stay.
+pub const MALLOC_TUNABLES: &str =
+    "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456";
+
+/// The `GLIBC_TUNABLES` value a probe should run with, given the current one: `None` when it
+/// already sets the malloc thresholds (the user's choice stands), else the current tunables
+/// with [`MALLOC_TUNABLES`] appended.
+pub fn probe_tunables(current: Option<&str>) -> Option<String> {
+    let current = current.unwrap_or("").trim_matches(':');
+    let sets_thresholds = current.split(':').any(|t| {
+        t.starts_with("glibc.malloc.mmap_threshold=")
+            || t.starts_with("glibc.malloc.trim_threshold=")
+    });
+    match (sets_thresholds, current.is_empty()) {
+        (true, _) => None,
+        (false, true) => Some(MALLOC_TUNABLES.to_string()),
+        (false, false) => Some(format!("{current}:{MALLOC_TUNABLES}")),
+    }
 }
 
 /// Median, 90th percentile (nearest rank), mean, standard deviation (population) and minimum of
@@ -141,6 +180,22 @@ fn gpu_model() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_tunables_add_the_malloc_thresholds_once() {
+        assert_eq!(probe_tunables(None).as_deref(), Some(MALLOC_TUNABLES));
+        assert_eq!(probe_tunables(Some("")).as_deref(), Some(MALLOC_TUNABLES));
+        assert_eq!(
+            probe_tunables(Some("glibc.rtld.optional_static_tls=512")).unwrap(),
+            format!("glibc.rtld.optional_static_tls=512:{MALLOC_TUNABLES}")
+        );
+        assert_eq!(probe_tunables(Some(MALLOC_TUNABLES)), None);
+        assert_eq!(
+            probe_tunables(Some("glibc.malloc.trim_threshold=0")),
+            None,
+            "a user's own threshold stands"
+        );
+    }
 
     #[test]
     fn statistics_of_timed_runs() {
