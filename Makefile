@@ -15,7 +15,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup build demo test lint fmt-check clippy fmt crds clean bench bench-trainer bench-probe bench-latency-model
+.PHONY: setup build demo test lint fmt-check clippy fmt crds clean bench bench-trainer bench-probe bench-latency-model bench-search
 
 # Returns at once when the venv is ready.
 setup:
@@ -49,7 +49,12 @@ bench-latency-model: setup
 	$(CARGO) build --release -p nasop
 	"$(TARGET_DIR)/release/nasop" latency-model --table "$(NASOP_SHARED_DATA)/nb201/nb201_latency_ms.csv" --fit 100
 
-bench: bench-trainer bench-probe bench-latency-model
+# Every search strategy on NAS-Bench-201 without training (50 runs each, budgets 100-500).
+bench-search: setup
+	$(CARGO) build --release -p nasop
+	"$(TARGET_DIR)/release/nasop" bench-search --table "$(NASOP_SHARED_DATA)/nb201/nb201_cifar10.csv"
+
+bench: bench-trainer bench-probe bench-latency-model bench-search
 
 lint: fmt-check clippy
 

@@ -49,6 +49,10 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Run search strategies on a tabular benchmark (NAS-Bench-201) without training: each
+    /// strategy R times for K queries; prints mean and std of the reported value of the
+    /// best-by-signal child and how often it is the table's optimum.
+    BenchSearch(Box<BenchSearchArgs>),
     /// Inspect search spaces and genotypes.
     Space {
         /// What to inspect.
@@ -158,4 +162,55 @@ pub struct OptionalSpaceArg {
     /// The `spec.searchSpace` of an ArchitectureSearch manifest.
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+}
+
+/// Arguments of `nasop bench-search`.
+#[derive(clap::Args, Debug)]
+pub struct BenchSearchArgs {
+    /// Accuracy table: a genotype column and numeric columns (e.g. `nb201_cifar10.csv`).
+    #[arg(long)]
+    pub table: PathBuf,
+    /// The genotype column (of both tables).
+    #[arg(long, default_value = "arch_str")]
+    pub arch_column: String,
+    /// Column the strategies see as the reward (as a fraction: value / 100).
+    #[arg(long, default_value = "c10valid_valid_200")]
+    pub signal: String,
+    /// Column reported for the best-by-signal child.
+    #[arg(long, default_value = "c10_test_200")]
+    pub report: String,
+    /// Strategy (repeatable): PPO, REINFORCE, Evolution, Random (default: all four).
+    #[arg(long)]
+    pub strategy: Vec<String>,
+    /// Budget K in queries (repeatable; default 100, 150, 300, 500).
+    #[arg(long)]
+    pub budget: Vec<usize>,
+    /// Independent runs R per strategy.
+    #[arg(long, default_value_t = 50)]
+    pub runs: usize,
+    /// Seed of the first run (run r uses seed + r).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Controller settings as JSON (fields of `strategy.controller`, e.g.
+    /// '{"learningRate": 0.01}').
+    #[arg(long)]
+    pub controller: Option<String>,
+    /// Evolution settings as JSON (fields of `strategy.evolution`).
+    #[arg(long)]
+    pub evolution: Option<String>,
+    /// Latency-aware mode: latency table (e.g. `nb201_latency_ms.csv`).
+    #[arg(long, requires_all = ["latency_column", "target_ms"])]
+    pub latency_table: Option<PathBuf>,
+    /// Latency column (device), e.g. `pixel3`.
+    #[arg(long)]
+    pub latency_column: Option<String>,
+    /// Latency target T, ms.
+    #[arg(long)]
+    pub target_ms: Option<f64>,
+    /// Soft (alpha = beta = -0.07) or Hard (alpha = 0, beta = -1).
+    #[arg(long, default_value = "Soft")]
+    pub constraint: String,
+    /// One JSON object per row instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }

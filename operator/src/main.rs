@@ -153,6 +153,16 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             };
             writeln!(out, "{summary}")?;
         }
+        Command::BenchSearch(args) => {
+            let rows = bench_search(&args)?;
+            if args.json {
+                for r in &rows {
+                    writeln!(out, "{}", serde_json::to_string(r)?)?;
+                }
+            } else {
+                write!(out, "{}", nasop::bench_search::render(&rows))?;
+            }
+        }
         Command::Space { command } => match command {
             SpaceCommand::Info {
                 space,
@@ -217,4 +227,124 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
         },
     }
     Ok(())
+}
+
+fn bench_search(
+    args: &nasop::cli::BenchSearchArgs,
+) -> anyhow::Result<Vec<nasop::bench_search::Row>> {
+    use anyhow::Context;
+    use nasop::bench_search::{bench, strategy_spec, BenchSettings, LatencyMode, Table};
+    use nasop_crds::api::LatencyConstraint;
+    let names: Vec<String> = if args.strategy.is_empty() {
+        ["PPO", "REINFORCE", "Evolution", "Random"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        args.strategy.clone()
+    };
+    let mut strategies = Vec::new();
+    for name in &names {
+        let mut spec = strategy_spec(name)?;
+        if let Some(json) = &args.controller {
+            if matches!(
+                spec.algorithm,
+                nasop_crds::api::Algorithm::Ppo | nasop_crds::api::Algorithm::Reinforce
+            ) {
+                spec.controller = Some(settings_json(
+                    "--controller",
+                    json,
+                    &nasop_crds::api::ControllerSpec::default(),
+                )?);
+            }
+        }
+        if let Some(json) = &args.evolution {
+            if spec.algorithm == nasop_crds::api::Algorithm::Evolution {
+                spec.evolution = Some(settings_json(
+                    "--evolution",
+                    json,
+                    &nasop_crds::api::EvolutionSpec::default(),
+                )?);
+            }
+        }
+        strategies.push(spec);
+    }
+    let mut budgets = if args.budget.is_empty() {
+        vec![100, 150, 300, 500]
+    } else {
+        args.budget.clone()
+    };
+    if let Some(b) = budgets.iter().find(|&&b| b == 0) {
+        anyhow::bail!("--budget: {b} is out of range; allowed: at least 1");
+    }
+    if args.runs == 0 {
+        anyhow::bail!("--runs: 0 is out of range; allowed: at least 1");
+    }
+    budgets.sort_unstable();
+    budgets.dedup();
+    let latency = match (&args.latency_table, &args.latency_column, args.target_ms) {
+        (Some(_), Some(_), Some(t)) => {
+            if !(t.is_finite() && t > 0.0) {
+                anyhow::bail!("--target-ms: {t} is out of range; allowed: a positive number of ms");
+            }
+            let constraint = LatencyConstraint::from_name(&args.constraint)
+                .or_else(|| {
+                    [LatencyConstraint::Soft, LatencyConstraint::Hard]
+                        .into_iter()
+                        .find(|c| c.name().eq_ignore_ascii_case(&args.constraint))
+                })
+                .with_context(|| {
+                    format!(
+                        "--constraint {:?} is not a constraint; allowed: {}",
+                        args.constraint,
+                        LatencyConstraint::allowed()
+                    )
+                })?;
+            Some(LatencyMode {
+                target_ms: t,
+                constraint,
+            })
+        }
+        _ => None,
+    };
+    let table = Table::read(
+        &args.table,
+        &args.arch_column,
+        &args.signal,
+        &args.report,
+        args.latency_table
+            .as_deref()
+            .zip(args.latency_column.as_deref()),
+    )?;
+    bench(
+        &table,
+        &BenchSettings {
+            strategies,
+            budgets,
+            runs: args.runs,
+            seed: args.seed,
+            latency,
+        },
+    )
+}
+
+/// Settings given as JSON on the command line: fields of `defaults`' type (camelCase), others
+/// rejected by name (the API server would prune them silently; a typo here is an error).
+fn settings_json<T>(flag: &str, json: &str, defaults: &T) -> anyhow::Result<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    use anyhow::Context;
+    let value: serde_json::Value =
+        serde_json::from_str(json).with_context(|| format!("{flag}: not JSON"))?;
+    let known = serde_json::to_value(defaults)?;
+    let (Some(given), Some(known)) = (value.as_object(), known.as_object()) else {
+        anyhow::bail!("{flag}: expected a JSON object of settings");
+    };
+    if let Some(k) = given.keys().find(|k| !known.contains_key(*k)) {
+        anyhow::bail!(
+            "{flag}: unknown field {k:?}; allowed: {}",
+            known.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    serde_json::from_value(value).with_context(|| flag.to_string())
 }

@@ -249,3 +249,156 @@ fn nasop_tests_data() -> std::path::PathBuf {
         .find(|p| p.join("nb201").is_dir())
         .expect("shared test data (set NASOP_SHARED_DATA)")
 }
+
+#[test]
+fn bench_search_ranks_evolution_above_random_on_nas_bench_201() {
+    let table = nasop_tests_data().join("nb201/nb201_cifar10.csv");
+    let out = nasop(&[
+        "bench-search",
+        "--table",
+        table.to_str().unwrap(),
+        "--strategy",
+        "evolution",
+        "--strategy",
+        "Random",
+        "--strategy",
+        "ppo",
+        "--budget",
+        "300",
+        "--budget",
+        "50",
+        "--runs",
+        "6",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let key = |r: &serde_json::Value| {
+        (
+            r["strategy"].as_str().unwrap().to_string(),
+            r["budget"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(
+        rows.iter().map(key).collect::<Vec<_>>(),
+        [
+            ("Evolution".into(), 50),
+            ("Evolution".into(), 300),
+            ("Random".into(), 50),
+            ("Random".into(), 300),
+            ("PPO".into(), 50),
+            ("PPO".into(), 300),
+        ]
+    );
+    let mean = |i: usize| rows[i]["mean"].as_f64().unwrap();
+    for r in &rows {
+        assert_eq!(r["runs"], 6);
+        let m = r["mean"].as_f64().unwrap();
+        // Test accuracies of NB201 cells: the optimum is 94.37.
+        assert!((85.0..=94.373334).contains(&m), "{r}");
+        assert!(r["optimum_hits"].as_u64().unwrap() <= 6);
+    }
+    // More queries never lose the best; the searches beat random search at 300 queries.
+    assert!(mean(1) >= mean(0) && mean(3) >= mean(2) && mean(5) >= mean(4));
+    assert!(
+        mean(1) > mean(3) + 0.2 && mean(5) > mean(3) + 0.2,
+        "{rows:?}"
+    );
+
+    let bad = nasop(&[
+        "bench-search",
+        "--table",
+        table.to_str().unwrap(),
+        "--strategy",
+        "hillclimb",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains(
+            "--strategy \"hillclimb\" is not a strategy; allowed: PPO, REINFORCE, Evolution, Random"
+        ),
+        "{}",
+        text(&bad.stderr)
+    );
+    let bad = nasop(&[
+        "bench-search",
+        "--table",
+        table.to_str().unwrap(),
+        "--strategy",
+        "PPO",
+        "--controller",
+        r#"{"learnignRate": 0.1}"#,
+    ]);
+    assert!(
+        text(&bad.stderr).contains(
+            "--controller: unknown field \"learnignRate\"; allowed: advantage, baselineDecay"
+        ),
+        "{}",
+        text(&bad.stderr)
+    );
+    let bad = nasop(&[
+        "bench-search",
+        "--table",
+        table.to_str().unwrap(),
+        "--signal",
+        "c100",
+    ]);
+    assert!(
+        text(&bad.stderr).contains("no column \"c100\"; columns: index, arch_str, c10_test_200"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+#[test]
+fn bench_search_latency_mode_reports_hypervolume() {
+    let data = nasop_tests_data().join("nb201");
+    let out = nasop(&[
+        "bench-search",
+        "--table",
+        data.join("nb201_cifar10.csv").to_str().unwrap(),
+        "--latency-table",
+        data.join("nb201_latency_ms.csv").to_str().unwrap(),
+        "--latency-column",
+        "pixel3",
+        "--target-ms",
+        "20",
+        "--strategy",
+        "Evolution",
+        "--strategy",
+        "Random",
+        "--budget",
+        "200",
+        "--runs",
+        "4",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert!(r["hypervolume"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let bad = nasop(&[
+        "bench-search",
+        "--table",
+        data.join("nb201_cifar10.csv").to_str().unwrap(),
+        "--latency-table",
+        data.join("nb201_latency_ms.csv").to_str().unwrap(),
+        "--latency-column",
+        "pixel3",
+        "--target-ms=-3",
+    ]);
+    assert!(
+        text(&bad.stderr)
+            .contains("--target-ms: -3 is out of range; allowed: a positive number of ms"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -62,6 +62,6 @@ fn nb201_example_is_regularized_evolution() {
     assert_eq!(s.spec.search_space.kind(), SpaceKind::Nb201);
     assert_eq!(s.spec.strategy.algorithm, Algorithm::Evolution);
     let evolution = s.spec.strategy.evolution.unwrap();
-    assert_eq!((evolution.population_size, evolution.sample_size), (20, 5));
+    assert_eq!((evolution.population_size, evolution.sample_size), (20, 10));
     assert_eq!(s.spec.budget.max_trials, 200);
 }

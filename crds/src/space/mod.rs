@@ -179,9 +179,8 @@ pub trait CategoricalSpace {
             .expect("indices drawn within each decision's range always decode")
     }
 
-    /// Single-decision mutation (regularized evolution, Real et al. 2019): one decision chosen
-    /// uniformly is changed to a different choice chosen uniformly. A space without decisions
-    /// (a single genotype) returns the parent.
+    /// Single-decision mutation (regularized evolution, Real et al. 2019): see
+    /// [`mutate_decisions`]. A space where no decision has two choices returns the parent.
     ///
     /// # Errors
     /// As [`Self::encode`], when `parent` lies outside this space.
@@ -191,19 +190,42 @@ pub trait CategoricalSpace {
         rng: &mut R,
     ) -> Result<Self::Genotype, GenotypeError> {
         let mut indices = self.encode(parent)?;
-        let decisions = self.decisions();
-        if decisions.is_empty() {
-            return self.decode(&indices);
-        }
-        let which = uniform_index(rng, decisions.len());
-        let n = decisions[which].choices.len();
-        let mut value = uniform_index(rng, n - 1);
-        if value >= indices[which] {
-            value += 1;
-        }
-        indices[which] = value;
+        mutate_decisions(self.decisions(), &mut indices, rng);
         self.decode(&indices)
     }
+}
+
+/// Changes one decision of `indices`, chosen uniformly among those with at least two choices,
+/// to a different choice chosen uniformly (Real et al. 2019, arXiv 1802.01548 Sec. 2).
+/// Returns the index of the changed decision, or `None` when no decision can change.
+///
+/// # Panics
+/// When `indices` is shorter than `decisions` or holds an index out of its decision's range.
+pub fn mutate_decisions<R: RngCore + ?Sized>(
+    decisions: &[Decision],
+    indices: &mut [usize],
+    rng: &mut R,
+) -> Option<usize> {
+    let mutable = decisions.iter().filter(|d| d.choices.len() > 1).count();
+    if mutable == 0 {
+        return None;
+    }
+    let nth = uniform_index(rng, mutable);
+    let which = decisions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.choices.len() > 1)
+        .nth(nth)
+        .map(|(i, _)| i)
+        .expect("nth < mutable");
+    let n = decisions[which].choices.len();
+    assert!(indices[which] < n, "choice index in range");
+    let mut value = uniform_index(rng, n - 1);
+    if value >= indices[which] {
+        value += 1;
+    }
+    indices[which] = value;
+    Some(which)
 }
 
 /// Splits `text` at every `sep`, giving each piece, trimmed of surrounding white space, with
@@ -847,5 +869,22 @@ mod tests {
             msg.contains("decision 2") && msg.contains("= 5") && msg.contains("0..=4"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn mutation_skips_decisions_with_one_choice() {
+        let decisions = vec![
+            Decision::new("fixed", vec!["only".into()]),
+            Decision::new("free", vec!["a".into(), "b".into(), "c".into()]),
+        ];
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..50 {
+            let mut v = vec![0, 1];
+            assert_eq!(mutate_decisions(&decisions, &mut v, &mut rng), Some(1));
+            assert_eq!(v[0], 0);
+            assert_ne!(v[1], 1);
+        }
+        let mut v = vec![0];
+        assert_eq!(mutate_decisions(&decisions[..1], &mut v, &mut rng), None);
     }
 }

@@ -1,0 +1,693 @@
+//! NASNet's controller (Zoph et al. 2018, arXiv 1707.07012, Sec. 3 and App. A): a one-layer
+//! LSTM that samples one decision per step from a softmax over that decision's choices; the
+//! embedding of the choice just made is the next step's input, a learned start embedding the
+//! first's. Trained with PPO (clipped ratio) or REINFORCE, an exponential-moving-average reward
+//! baseline, an entropy bonus, Adam, and optionally a replay of the best children so far.
+//! Runs on the CPU with libtorch (tch).
+//!
+//! Tensor shapes (B children, H LSTM units = embedding size, C = total choices of all
+//! decisions): start `[1, H]`, embeddings `[C, H]` (row `offset[d] + choice`), LSTM
+//! `w_ih [4H, H]`, `w_hh [4H, H]`, `b_ih`, `b_hh [4H]`, softmax heads `head_w [C, H]`,
+//! `head_b [C]` (rows of decision d: `offset[d] .. offset[d] + choices[d]`).
+
+use nasop_crds::api::{Advantage, Algorithm, ControllerSpec};
+use nasop_crds::SearchSpace;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::common::{choices, unit, Core};
+use super::{check_controller, Proposal, ProposalId, SavedState, Strategy, StrategyError};
+
+/// Sampling rounds before the controller falls back to mutants of its own samples (a policy
+/// that has converged keeps proposing children already tried).
+const SAMPLE_ROUNDS: usize = 8;
+/// Mutations tried per fallback child before a uniform unproposed one.
+const MUTATION_TRIES: usize = 32;
+/// Adam's constants (Kingma & Ba 2015, the paper's defaults).
+const ADAM_BETA1: f64 = 0.9;
+const ADAM_BETA2: f64 = 0.999;
+const ADAM_EPS: f64 = 1e-8;
+
+/// How the policy learns from a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyGradient {
+    /// Proximal policy optimization (Schulman et al. 2017): clipped probability ratio against
+    /// the policy that sampled the child, `update_epochs` passes per batch.
+    Ppo,
+    /// REINFORCE (Williams 1992): one step along advantage x grad log-probability per batch.
+    Reinforce,
+}
+
+/// Controller settings, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ControllerSettings {
+    /// PPO or REINFORCE.
+    pub rule: PolicyGradient,
+    /// LSTM units H (also the embedding size).
+    pub units: i64,
+    /// Initial weights uniform in [-init_range, init_range].
+    pub init_range: f64,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Entropy bonus weight.
+    pub entropy_weight: f64,
+    /// EMA baseline decay.
+    pub baseline_decay: f64,
+    /// Results per policy update.
+    pub batch_size: usize,
+    /// PPO clip epsilon.
+    pub ppo_clip: f64,
+    /// Passes over each batch (PPO; REINFORCE makes one).
+    pub update_epochs: usize,
+    /// How rewards become advantages.
+    pub advantage: Advantage,
+    /// Best children replayed in every update (0: none).
+    pub replay_top: usize,
+}
+
+impl ControllerSettings {
+    /// Settings from the `strategy.controller` spec.
+    ///
+    /// # Errors
+    /// [`StrategyError::Settings`] naming the field out of range.
+    pub fn from_spec(spec: &ControllerSpec, rule: PolicyGradient) -> Result<Self, StrategyError> {
+        check_controller(spec)?;
+        Ok(Self {
+            rule,
+            units: i64::from(spec.lstm_units),
+            init_range: spec.init_range,
+            learning_rate: spec.learning_rate,
+            entropy_weight: spec.entropy_weight,
+            baseline_decay: spec.baseline_decay,
+            batch_size: spec.batch_size as usize,
+            ppo_clip: spec.ppo_clip,
+            update_epochs: if rule == PolicyGradient::Ppo {
+                spec.update_epochs as usize
+            } else {
+                1
+            },
+            advantage: spec.advantage,
+            replay_top: spec.replay_top as usize,
+        })
+    }
+}
+
+/// A result waiting for its batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Completed {
+    decisions: Vec<usize>,
+    log_prob: f64,
+    reward: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct State {
+    core: Core,
+    /// EMA of rewards; `None` until the first batch (then its mean).
+    baseline: Option<f64>,
+    /// Results not yet used for an update, in arrival order.
+    completed: Vec<Completed>,
+    /// Adam steps taken.
+    adam_steps: i64,
+    /// The best results so far (at most `replay_top`), best first (replayed in updates).
+    elite: Vec<Completed>,
+}
+
+/// The LSTM policy's parameters and Adam moments.
+struct Policy {
+    /// Choices per decision and the first row of each decision in the stacked tensors.
+    choices: Vec<i64>,
+    offsets: Vec<i64>,
+    start: Tensor,
+    embed: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor,
+    b_hh: Tensor,
+    head_w: Tensor,
+    head_b: Tensor,
+    /// Adam first and second moments, in [`Policy::NAMES`] order.
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+}
+
+impl Policy {
+    const NAMES: [&'static str; 8] = [
+        "start", "embed", "w_ih", "w_hh", "b_ih", "b_hh", "head_w", "head_b",
+    ];
+
+    fn shapes(choices: &[i64], h: i64) -> [Vec<i64>; 8] {
+        let c: i64 = choices.iter().sum();
+        [
+            vec![1, h],
+            vec![c.max(1), h],
+            vec![4 * h, h],
+            vec![4 * h, h],
+            vec![4 * h],
+            vec![4 * h],
+            vec![c.max(1), h],
+            vec![c.max(1)],
+        ]
+    }
+
+    /// Parameters uniform in [-range, range], drawn from `rng` (not libtorch's generator, so
+    /// that the seed alone fixes them).
+    fn new(choices: Vec<i64>, h: i64, range: f64, rng: &mut ChaCha8Rng) -> Self {
+        let shapes = Self::shapes(&choices, h);
+        let params: Vec<Tensor> = shapes
+            .iter()
+            .map(|shape| {
+                let n: i64 = shape.iter().product();
+                let values: Vec<f32> = (0..n)
+                    .map(|_| ((2.0 * unit(rng) - 1.0) * range) as f32)
+                    .collect();
+                Tensor::from_slice(&values).view(shape.as_slice())
+            })
+            .collect();
+        let zeros = || {
+            shapes
+                .iter()
+                .map(|s| Tensor::zeros(s.as_slice(), (Kind::Float, tch::Device::Cpu)))
+                .collect()
+        };
+        Self::assemble(choices, params, zeros(), zeros())
+    }
+
+    fn assemble(choices: Vec<i64>, params: Vec<Tensor>, m: Vec<Tensor>, v: Vec<Tensor>) -> Self {
+        let offsets = choices
+            .iter()
+            .scan(0, |next, &c| {
+                let at = *next;
+                *next += c;
+                Some(at)
+            })
+            .collect();
+        let mut p = params.into_iter().map(|t| t.set_requires_grad(true));
+        let mut next = || p.next().expect("eight parameters");
+        Self {
+            choices,
+            offsets,
+            start: next(),
+            embed: next(),
+            w_ih: next(),
+            w_hh: next(),
+            b_ih: next(),
+            b_hh: next(),
+            head_w: next(),
+            head_b: next(),
+            m,
+            v,
+        }
+    }
+
+    fn params(&self) -> [&Tensor; 8] {
+        [
+            &self.start,
+            &self.embed,
+            &self.w_ih,
+            &self.w_hh,
+            &self.b_ih,
+            &self.b_hh,
+            &self.head_w,
+            &self.head_b,
+        ]
+    }
+
+    fn units(&self) -> i64 {
+        self.w_hh.size()[1]
+    }
+
+    /// Logits `[B, choices[d]]` of decision `d` from hidden state `h` `[B, H]`.
+    fn logits(&self, d: usize, h: &Tensor) -> Tensor {
+        let (at, n) = (self.offsets[d], self.choices[d]);
+        h.matmul(&self.head_w.narrow(0, at, n).tr()) + self.head_b.narrow(0, at, n)
+    }
+
+    fn step(&self, x: &Tensor, state: &(Tensor, Tensor)) -> (Tensor, Tensor) {
+        x.lstm_cell(
+            &[&state.0, &state.1],
+            &self.w_ih,
+            &self.w_hh,
+            Some(&self.b_ih),
+            Some(&self.b_hh),
+        )
+    }
+
+    fn initial(&self, b: i64) -> (Tensor, (Tensor, Tensor)) {
+        let h = self.units();
+        let zeros = Tensor::zeros([b, h], (Kind::Float, tch::Device::Cpu));
+        (
+            self.start.expand([b, h], false),
+            (zeros.shallow_clone(), zeros),
+        )
+    }
+
+    /// Samples `b` decision vectors with `rng`; returns them with their log-probabilities.
+    fn sample(&self, b: usize, rng: &mut ChaCha8Rng) -> Vec<(Vec<usize>, f64)> {
+        tch::no_grad(|| {
+            let (mut x, mut state) = self.initial(b as i64);
+            let mut out: Vec<(Vec<usize>, f64)> = vec![(Vec::new(), 0.0); b];
+            for d in 0..self.choices.len() {
+                state = self.step(&x, &state);
+                let logp = self.logits(d, &state.0).log_softmax(-1, Kind::Float);
+                let n = self.choices[d] as usize;
+                let flat = Vec::<f32>::try_from(logp.contiguous().view([-1]))
+                    .expect("float log-probabilities");
+                let mut picked = Vec::with_capacity(b);
+                for (row, (decisions, total)) in out.iter_mut().enumerate() {
+                    let lp = &flat[row * n..(row + 1) * n];
+                    let c = draw(lp, rng);
+                    decisions.push(c);
+                    *total += f64::from(lp[c]);
+                    picked.push(self.offsets[d] + c as i64);
+                }
+                x = self.embed.index_select(0, &Tensor::from_slice(&picked));
+            }
+            out
+        })
+    }
+
+    /// Log-probability `[B]` and entropy `[B]` (sums over decisions) of given vectors, with
+    /// gradients.
+    fn evaluate(&self, vectors: &[Vec<usize>]) -> (Tensor, Tensor) {
+        let b = vectors.len() as i64;
+        let (mut x, mut state) = self.initial(b);
+        let zeros = || Tensor::zeros([b], (Kind::Float, tch::Device::Cpu));
+        let (mut log_probs, mut entropies) = (vec![zeros()], vec![zeros()]);
+        for d in 0..self.choices.len() {
+            state = self.step(&x, &state);
+            let logp = self.logits(d, &state.0).log_softmax(-1, Kind::Float);
+            let chosen: Vec<i64> = vectors.iter().map(|v| v[d] as i64).collect();
+            let index = Tensor::from_slice(&chosen);
+            log_probs.push(logp.gather(1, &index.unsqueeze(1), false).squeeze_dim(1));
+            entropies.push(-(logp.exp() * &logp).sum_dim_intlist(1, false, Kind::Float));
+            x = self.embed.index_select(0, &(index + self.offsets[d]));
+        }
+        let total =
+            |terms: Vec<Tensor>| Tensor::stack(&terms, 0).sum_dim_intlist(0, false, Kind::Float);
+        (total(log_probs), total(entropies))
+    }
+
+    /// One Adam step (step number `t`, from 1) on the gradients in the parameters.
+    fn adam(&mut self, lr: f64, t: i64) {
+        tch::no_grad(|| {
+            let c1 = 1.0 - ADAM_BETA1.powi(t as i32);
+            let c2 = 1.0 - ADAM_BETA2.powi(t as i32);
+            let params = [
+                &mut self.start,
+                &mut self.embed,
+                &mut self.w_ih,
+                &mut self.w_hh,
+                &mut self.b_ih,
+                &mut self.b_hh,
+                &mut self.head_w,
+                &mut self.head_b,
+            ];
+            for ((p, m), v) in params.into_iter().zip(&mut self.m).zip(&mut self.v) {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                *m = &*m * ADAM_BETA1 + &g * (1.0 - ADAM_BETA1);
+                *v = &*v * ADAM_BETA2 + (&g * &g) * (1.0 - ADAM_BETA2);
+                let update = (&*m / c1) / ((&*v / c2).sqrt() + ADAM_EPS) * lr;
+                let _ = p.f_sub_(&update).expect("in-place update");
+                p.zero_grad();
+            }
+        });
+    }
+
+    fn tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut out = Vec::new();
+        let all = self
+            .params()
+            .into_iter()
+            .zip(Self::NAMES)
+            .map(|(t, n)| (n, t));
+        let moments = self
+            .m
+            .iter()
+            .zip(Self::NAMES)
+            .map(|(t, n)| (t, format!("adam_m.{n}")))
+            .chain(
+                self.v
+                    .iter()
+                    .zip(Self::NAMES)
+                    .map(|(t, n)| (t, format!("adam_v.{n}"))),
+            );
+        for (name, t) in all {
+            out.push(export(name.to_string(), t));
+        }
+        for (t, name) in moments {
+            out.push(export(name, t));
+        }
+        out
+    }
+
+    fn from_saved(choices: Vec<i64>, h: i64, saved: &SavedState) -> Result<Self, StrategyError> {
+        let shapes = Self::shapes(&choices, h);
+        let load = |name: String, shape: &Vec<i64>| -> Result<Tensor, StrategyError> {
+            let (s, values) = saved
+                .tensors
+                .get(&name)
+                .ok_or_else(|| StrategyError::State(format!("tensor {name} is missing")))?;
+            let want: Vec<usize> = shape.iter().map(|&x| x as usize).collect();
+            if *s != want {
+                return Err(StrategyError::State(format!(
+                    "tensor {name} has shape {s:?}; the controller needs {want:?} (lstmUnits or the space changed?)"
+                )));
+            }
+            Ok(Tensor::from_slice(values).view(shape.as_slice()))
+        };
+        let mut params = Vec::new();
+        let mut m = Vec::new();
+        let mut v = Vec::new();
+        for (name, shape) in Self::NAMES.iter().zip(&shapes) {
+            params.push(load(name.to_string(), shape)?);
+            m.push(load(format!("adam_m.{name}"), shape)?);
+            v.push(load(format!("adam_v.{name}"), shape)?);
+        }
+        Ok(Self::assemble(choices, params, m, v))
+    }
+}
+
+/// Centered ranks of `rewards`, evenly spaced from -1 (lowest) to +1 (highest); tied
+/// rewards share their mean rank; a single reward gets 0.
+fn centered_ranks(rewards: &[f64]) -> Vec<f32> {
+    let n = rewards.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| rewards[a].total_cmp(&rewards[b]));
+    let mut out = vec![0f32; n];
+    let span = (n.max(2) - 1) as f64;
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && rewards[order[j + 1]] == rewards[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0;
+        for &k in &order[i..=j] {
+            out[k] = (2.0 * rank / span - 1.0) as f32;
+        }
+        i = j + 1;
+    }
+    if n == 1 {
+        out[0] = 0.0;
+    }
+    out
+}
+
+fn export(name: String, t: &Tensor) -> (String, Vec<usize>, Vec<f32>) {
+    let shape = t.size().iter().map(|&s| s as usize).collect();
+    let values = Vec::<f32>::try_from(t.detach().contiguous().view([-1])).expect("float tensor");
+    (name, shape, values)
+}
+
+/// A choice drawn from log-probabilities `lp` with one uniform number (inverse CDF).
+fn draw(lp: &[f32], rng: &mut ChaCha8Rng) -> usize {
+    let u = unit(rng);
+    let mut acc = 0.0;
+    for (i, &l) in lp.iter().enumerate() {
+        acc += f64::from(l).exp();
+        if u < acc {
+            return i;
+        }
+    }
+    lp.len() - 1
+}
+
+/// The controller strategy (PPO or REINFORCE).
+pub struct Controller {
+    space: SearchSpace,
+    settings: ControllerSettings,
+    policy: Policy,
+    state: State,
+}
+
+impl Controller {
+    /// A new controller with weights drawn from `seed`.
+    ///
+    /// Sets libtorch to one CPU thread for the process: the controller's tensors are small
+    /// enough that a thread pool only adds overhead, and a fixed thread count keeps the float
+    /// results, and so the proposals, the same on every machine (a search resumed on another
+    /// node continues exactly).
+    ///
+    /// # Errors
+    /// None yet; settings are checked by [`ControllerSettings::from_spec`].
+    pub fn new(
+        space: &SearchSpace,
+        settings: ControllerSettings,
+        dedupe: bool,
+        seed: u64,
+    ) -> Result<Self, StrategyError> {
+        tch::set_num_threads(1);
+        let name = algorithm(&settings).name();
+        let mut core = Core::new(name, space, dedupe, seed);
+        let ch: Vec<i64> = choices(space).iter().map(|&c| c as i64).collect();
+        let policy = Policy::new(ch, settings.units, settings.init_range, &mut core.rng);
+        Ok(Self {
+            space: space.clone(),
+            settings,
+            policy,
+            state: State {
+                core,
+                baseline: None,
+                completed: Vec::new(),
+                adam_steps: 0,
+                elite: Vec::new(),
+            },
+        })
+    }
+
+    pub(super) fn restore(
+        space: &SearchSpace,
+        settings: ControllerSettings,
+        saved: SavedState,
+    ) -> Result<Self, StrategyError> {
+        tch::set_num_threads(1);
+        let state: State = saved.json()?;
+        state.core.check(space)?;
+        let ch: Vec<i64> = choices(space).iter().map(|&c| c as i64).collect();
+        let policy = Policy::from_saved(ch, settings.units, &saved)?;
+        Ok(Self {
+            space: space.clone(),
+            settings,
+            policy,
+            state,
+        })
+    }
+
+    /// The EMA reward baseline (`None` before the first update).
+    pub fn baseline(&self) -> Option<f64> {
+        self.state.baseline
+    }
+
+    /// Probability of the policy's most likely choice for each decision, given the most
+    /// likely choices before it (how far the policy has converged).
+    pub fn greedy(&self) -> (Vec<usize>, f64) {
+        tch::no_grad(|| {
+            let (mut x, mut state) = self.policy.initial(1);
+            let mut v = Vec::new();
+            let mut lp = 0.0;
+            for d in 0..self.policy.choices.len() {
+                state = self.policy.step(&x, &state);
+                let logp = self.policy.logits(d, &state.0).log_softmax(-1, Kind::Float);
+                let flat = Vec::<f32>::try_from(logp.view([-1])).expect("floats");
+                let (c, l) = flat
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .expect("choices");
+                v.push(c);
+                lp += f64::from(*l);
+                x = self
+                    .policy
+                    .embed
+                    .narrow(0, self.policy.offsets[d] + c as i64, 1);
+            }
+            (v, lp.exp())
+        })
+    }
+
+    fn log_prob(&self, v: &[usize]) -> f64 {
+        tch::no_grad(|| f64::try_from(self.policy.evaluate(&[v.to_vec()]).0).expect("scalar"))
+    }
+
+    /// One policy update from the first `batch_size` completed results.
+    fn update(&mut self) {
+        let fresh: Vec<Completed> = self
+            .state
+            .completed
+            .drain(..self.settings.batch_size)
+            .collect();
+        // Priority-queue replay (Abolafia et al. 2018, arXiv 1801.03526): the best children so
+        // far join every update, ranked with the fresh ones, their log-probabilities taken
+        // under the current policy (ratio 1 at the first PPO epoch).
+        let replay: Vec<Completed> = self
+            .state
+            .elite
+            .iter()
+            .map(|e| Completed {
+                log_prob: self.log_prob(&e.decisions),
+                ..e.clone()
+            })
+            .collect();
+        let top = self.settings.replay_top;
+        if top > 0 {
+            self.state.elite.extend(fresh.iter().cloned());
+            // Stable sort: among equal rewards the earlier result stays ahead.
+            self.state
+                .elite
+                .sort_by(|a, b| b.reward.total_cmp(&a.reward));
+            self.state.elite.truncate(top);
+        }
+        let batch: Vec<Completed> = fresh.iter().cloned().chain(replay).collect();
+        let rewards: Vec<f64> = batch.iter().map(|c| c.reward).collect();
+        let n = rewards.len() as f64;
+        let mean = rewards.iter().sum::<f64>() / n;
+        // The baseline before this batch (the first batch's mean to start).
+        let baseline = self.state.baseline.unwrap_or(mean);
+        let decay = self.settings.baseline_decay;
+        let advantages: Vec<f32> = match self.settings.advantage {
+            Advantage::BatchRank => centered_ranks(&rewards),
+            Advantage::Baseline => {
+                // The spread of the batch scales the advantages, so that the learning rate
+                // means the same for any reward scale.
+                let spread =
+                    (rewards.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / n).sqrt();
+                let scale = if spread > 1e-12 { spread } else { 1.0 };
+                rewards
+                    .iter()
+                    .map(|r| ((r - baseline) / scale) as f32)
+                    .collect()
+            }
+        };
+        self.state.baseline = Some(
+            fresh
+                .iter()
+                .map(|c| c.reward)
+                .fold(baseline, |b, r| decay * b + (1.0 - decay) * r),
+        );
+        let vectors: Vec<Vec<usize>> = batch.iter().map(|c| c.decisions.clone()).collect();
+        let old: Vec<f32> = batch.iter().map(|c| c.log_prob as f32).collect();
+        let advantage = Tensor::from_slice(&advantages);
+        let old = Tensor::from_slice(&old);
+        for _ in 0..self.settings.update_epochs {
+            let (log_prob, entropy) = self.policy.evaluate(&vectors);
+            let objective = match self.settings.rule {
+                PolicyGradient::Ppo => {
+                    let ratio = (&log_prob - &old).exp();
+                    let eps = self.settings.ppo_clip;
+                    let clipped = ratio.clamp(1.0 - eps, 1.0 + eps);
+                    (&ratio * &advantage).minimum(&(clipped * &advantage))
+                }
+                PolicyGradient::Reinforce => &log_prob * &advantage,
+            };
+            let loss = -(objective.mean(Kind::Float)
+                + entropy.mean(Kind::Float) * self.settings.entropy_weight);
+            loss.backward();
+            self.state.adam_steps += 1;
+            self.policy
+                .adam(self.settings.learning_rate, self.state.adam_steps);
+        }
+        self.state.core.counts.updates += 1;
+    }
+}
+
+fn algorithm(settings: &ControllerSettings) -> Algorithm {
+    match settings.rule {
+        PolicyGradient::Ppo => Algorithm::Ppo,
+        PolicyGradient::Reinforce => Algorithm::Reinforce,
+    }
+}
+
+impl Strategy for Controller {
+    fn algorithm(&self) -> Algorithm {
+        algorithm(&self.settings)
+    }
+
+    fn ask(&mut self, n: usize) -> Vec<Proposal> {
+        let mut out = Vec::with_capacity(n);
+        let mut rejected: Vec<Vec<usize>> = Vec::new();
+        for _ in 0..SAMPLE_ROUNDS {
+            if out.len() == n {
+                break;
+            }
+            let samples = self.policy.sample(n - out.len(), &mut self.state.core.rng);
+            for (v, lp) in samples {
+                match self.state.core.admit(&self.space, v.clone(), Some(lp)) {
+                    Some(p) => out.push(p),
+                    None => rejected.push(v),
+                }
+            }
+        }
+        // The policy keeps proposing children already tried: propose single-decision mutants
+        // of its samples (its neighbourhood), then uniform unproposed children.
+        let mut next = 0;
+        while out.len() < n {
+            let mut v = None;
+            if !rejected.is_empty() {
+                let base = rejected[next % rejected.len()].clone();
+                next += 1;
+                v = self.state.core.mutant(&self.space, &base, MUTATION_TRIES);
+            }
+            let Some(v) = v.or_else(|| self.state.core.unproposed(&self.space)) else {
+                break;
+            };
+            let lp = self.log_prob(&v);
+            out.extend(self.state.core.admit(&self.space, v, Some(lp)));
+        }
+        out
+    }
+
+    fn tell(&mut self, id: ProposalId, reward: f64) -> Result<(), StrategyError> {
+        let p = self.state.core.receive(id, reward)?;
+        // Proposals carry their sampling-time log-probability; one restored without it (a
+        // hand-edited state) is scored by the current policy.
+        let log_prob = p.log_prob.unwrap_or_else(|| self.log_prob(&p.decisions));
+        self.state.completed.push(Completed {
+            decisions: p.decisions,
+            log_prob,
+            reward,
+        });
+        while self.state.completed.len() >= self.settings.batch_size {
+            self.update();
+        }
+        Ok(())
+    }
+
+    fn core(&self) -> &Core {
+        &self.state.core
+    }
+
+    fn core_mut(&mut self) -> &mut Core {
+        &mut self.state.core
+    }
+
+    fn state_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.state).expect("state serializes")
+    }
+
+    fn tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        self.policy.tensors()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::centered_ranks;
+
+    #[test]
+    fn centered_ranks_span_minus_one_to_one_and_share_ties() {
+        assert_eq!(centered_ranks(&[0.3, 0.9, 0.1]), [0.0, 1.0, -1.0]);
+        assert_eq!(
+            centered_ranks(&[0.5, 0.2, 0.5, 0.9, 0.0]),
+            [0.25, -0.5, 0.25, 1.0, -1.0]
+        );
+        assert_eq!(centered_ranks(&[0.7]), [0.0]);
+        assert_eq!(centered_ranks(&[0.7, 0.7]), [0.0, 0.0]);
+    }
+}
