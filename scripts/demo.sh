@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
-# The main job, at this stage of the project: the search-space tool on the example searches
-# and the published genotypes, the sizes of the published children, and one child trained on the
-# Fashion-MNIST subset shipped in data/. (The real local search, `nasop run`, replaces this once
-# it lands.)
+# The main job: a quick look at the search spaces and the published children, then a real local
+# search (`nasop run`) on the Fashion-MNIST subset shipped in data/.
 set -euo pipefail
 bin=${NASOP_BIN:?NASOP_BIN must point at the directory holding nasop and nasop-trainer}
 cd "$(dirname "$0")/.."
@@ -41,18 +39,16 @@ sizes -g nasnet-a --cells-per-stage 6 --filters 32
 sizes -g mnasnet-a1 --input-size 224 --classes 1000
 sizes -g nb201-optimum
 
-out=${NASOP_DEMO_OUT:-nasop-runs/demo}
-mkdir -p "$out"
-step "Training the NAS-Bench-201 optimum cell (N=2, C=16) for 2 epochs on the shipped Fashion-MNIST subset"
-"$bin/nasop-trainer" train -g nb201-optimum --cells-per-stage 2 --filters 16 \
-    --dataset-format fashion-mnist --data data/fashion-mnist --epochs 2 --learning-rate 0.1 \
-    --crop-padding 2 --test --seed 1 \
-    --termination-log "$out/termination-log" --result "$out/result.json" \
-    --checkpoint "$out/child.safetensors" >/dev/null
-python3 - "$out/result.json" <<'PY'
+out=${NASOP_DEMO_OUT:-nasop-runs/demo-fashion-mnist}
+step "A real search: PPO over NAS-Bench-201 cells on the shipped Fashion-MNIST subset, latency measured here"
+# Run again to resume an interrupted search; remove $out to start over.
+"$bin/nasop" run examples/demo-fashion-mnist.yaml --state-dir "$out" --trainer "$bin/nasop-trainer"
+python3 - "$out/summary.json" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))
-print(f"validation accuracy {100 * r['validationAccuracy']:.1f}%, test accuracy {100 * r['testAccuracy']:.1f}% "
-      f"({r['params']:,} parameters, {r['macs']:,} multiply-adds, {r['samplesPerSecond']:.0f} images/s on {r['device']})")
+s = json.load(open(sys.argv[1]))
+best = s["best"][0]
+print(f"best child (trial {best['id']}): reward {best['state']['reward']:.4f}, "
+      f"validation accuracy {100 * best['state']['metrics']['validationAccuracy']:.1f}%, "
+      f"latency {best['state']['latencyMs']:.2f} ms; median child's reward {s['medianReward']:.4f}")
 PY
-echo "result: $out/result.json, weights: $out/child.safetensors"
+echo "state, best genotype and summary: $out (nasop results $out prints the summary again)"

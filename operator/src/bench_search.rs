@@ -54,10 +54,12 @@ impl Table {
         latency: Option<(&Path, &str)>,
     ) -> Result<Self> {
         let space = SearchSpaceSpec::Nb201(Nb201SpaceSpec::default()).build()?;
-        let rows = read_columns(path, arch_column, &[signal, report])?;
+        let rows = read_columns(path, arch_column, &[signal, report])
+            .map_err(|e| anyhow::anyhow!("--table: {e:#}"))?;
         let latencies: Option<HashMap<GenotypeHash, f64>> = match latency {
             Some((file, column)) => {
-                let rows = read_columns(file, arch_column, &[column])?;
+                let rows = read_columns(file, arch_column, &[column])
+                    .map_err(|e| anyhow::anyhow!("--latency-table: {e:#}"))?;
                 if let Some((h, v)) = rows.iter().find(|(_, v)| v[0] <= 0.0) {
                     bail!(
                         "{}: column {column:?}: latency {} ms of genotype {h} is not positive",
@@ -103,9 +105,12 @@ fn read_columns(
     arch_column: &str,
     columns: &[&str],
 ) -> Result<Vec<(GenotypeHash, Vec<f64>)>> {
-    let mut reader = csv::Reader::from_path(path)
-        .with_context(|| format!("--table {}: cannot read", path.display()))?;
-    let headers = reader.headers()?.clone();
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: not a CSV table", path.display()))?
+        .clone();
     let find = |name: &str| {
         headers.iter().position(|h| h == name).with_context(|| {
             format!(
@@ -119,8 +124,8 @@ fn read_columns(
     let at: Vec<usize> = columns.iter().map(|c| find(c)).collect::<Result<_>>()?;
     let mut out = Vec::new();
     for (i, record) in reader.records().enumerate() {
-        let record = record?;
         let line = i + 2;
+        let record = record.with_context(|| format!("{}:{line}", path.display()))?;
         let genotype: Genotype = record[arch]
             .parse()
             .with_context(|| format!("{}:{line}: column {arch_column:?}", path.display()))?;
@@ -276,7 +281,7 @@ pub struct BenchSettings {
     pub budgets: Vec<usize>,
     /// Runs R per strategy.
     pub runs: usize,
-    /// Seed of run 0; run r uses `seed + r`.
+    /// Seed of run 0; run r uses `seed + r` (wrapping).
     pub seed: u64,
     /// Latency mode.
     pub latency: Option<LatencyMode>,
@@ -288,12 +293,16 @@ pub struct BenchSettings {
 /// As [`run`], or strategy settings out of range.
 pub fn bench(table: &Table, settings: &BenchSettings) -> Result<Vec<Row>> {
     let max_budget = *settings.budgets.iter().max().context("no --budget")?;
+    let children = table.entries.len();
+    if max_budget > children {
+        bail!("--budget: {max_budget} is out of range; allowed: 1..={children} (the table's children)");
+    }
     let (ref_acc, ref_lat) = reference(table);
     let mut rows = Vec::new();
     for spec in &settings.strategies {
         let mut traces = Vec::with_capacity(settings.runs);
         for r in 0..settings.runs {
-            let mut s = strategy::build(&table.space, spec, settings.seed + r as u64)?;
+            let mut s = strategy::build(&table.space, spec, settings.seed.wrapping_add(r as u64))?;
             traces.push(run(s.as_mut(), table, max_budget, settings.latency)?);
         }
         for &k in &settings.budgets {

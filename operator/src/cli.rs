@@ -53,6 +53,36 @@ pub enum Command {
     /// strategy R times for K queries; prints mean and std of the reported value of the
     /// best-by-signal child and how often it is the table's optimum.
     BenchSearch(Box<BenchSearchArgs>),
+    /// Run an ArchitectureSearch manifest on this machine: trials as local nasop-trainer
+    /// processes, the state in a directory (run again to resume), a summary at the end.
+    Run {
+        /// The manifest (the same `kubectl apply` takes).
+        manifest: PathBuf,
+        /// State directory (default `./nasop-runs/<name>`).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// The nasop-trainer binary (default: beside this nasop, then `$PATH`).
+        #[arg(long, env = "NASOP_TRAINER")]
+        trainer: Option<PathBuf>,
+        /// CPU threads for all trials together (default: all of this machine's).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Only the summary at the end.
+        #[arg(long, conflicts_with = "json")]
+        quiet: bool,
+        /// Every event as one JSON line on stdout, then the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the summary of a `nasop run` state directory.
+    Results {
+        /// The state directory (e.g. `nasop-runs/<name>`), or the search's manifest (its
+        /// default state directory).
+        dir: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect search spaces and genotypes.
     Space {
         /// What to inspect.
@@ -202,10 +232,10 @@ pub struct BenchSearchArgs {
     #[arg(long, requires_all = ["latency_column", "target_ms"])]
     pub latency_table: Option<PathBuf>,
     /// Latency column (device), e.g. `pixel3`.
-    #[arg(long)]
+    #[arg(long, requires = "latency_table")]
     pub latency_column: Option<String>,
     /// Latency target T, ms.
-    #[arg(long)]
+    #[arg(long, requires = "latency_table")]
     pub target_ms: Option<f64>,
     /// Soft (alpha = beta = -0.07) or Hard (alpha = 0, beta = -1).
     #[arg(long, default_value = "Soft")]

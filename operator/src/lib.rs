@@ -10,8 +10,12 @@
 
 pub mod bench_search;
 pub mod cli;
+pub mod commands;
 pub mod latency_tool;
+pub mod local;
 pub mod manifest;
+pub mod plots;
 pub mod schema;
+pub mod search;
 pub mod space_tool;
 pub mod strategy;

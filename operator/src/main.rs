@@ -153,6 +153,60 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             };
             writeln!(out, "{summary}")?;
         }
+        Command::Run {
+            manifest,
+            state_dir,
+            trainer,
+            threads,
+            quiet,
+            json,
+        } => {
+            use nasop::local::{render, run, Output, RunSettings};
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, stop.clone())?;
+            }
+            let output = if json {
+                Output::JsonLines
+            } else if quiet {
+                Output::Quiet
+            } else {
+                Output::Human
+            };
+            let settings = RunSettings {
+                manifest,
+                state_dir,
+                trainer: trainer.unwrap_or_else(default_trainer),
+                threads,
+                output,
+            };
+            let (dir, summary) = run(&settings, stop.clone())?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+            } else {
+                write!(out, "{}", render(&summary))?;
+                writeln!(out, "state: {}", dir.display())?;
+            }
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                anyhow::bail!("interrupted; run the same command again to resume");
+            }
+        }
+        Command::Results { dir, json } => {
+            // A manifest names its default state directory.
+            let dir = if dir.is_file() {
+                let (search, _) =
+                    nasop::manifest::load(&dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+                nasop::local::state_dir(&search, None)
+            } else {
+                dir
+            };
+            let summary = nasop::local::results(&dir)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&summary)?)?;
+            } else {
+                write!(out, "{}", nasop::local::render(&summary))?;
+            }
+        }
         Command::BenchSearch(args) => {
             let rows = bench_search(&args)?;
             if args.json {
@@ -242,29 +296,45 @@ fn bench_search(
     } else {
         args.strategy.clone()
     };
-    let mut strategies = Vec::new();
+    // Settings are checked whether or not a chosen strategy uses them.
+    let controller = args
+        .controller
+        .as_deref()
+        .map(|json| {
+            settings_json(
+                "--controller",
+                json,
+                &nasop_crds::api::ControllerSpec::default(),
+            )
+        })
+        .transpose()?;
+    let evolution = args
+        .evolution
+        .as_deref()
+        .map(|json| {
+            settings_json(
+                "--evolution",
+                json,
+                &nasop_crds::api::EvolutionSpec::default(),
+            )
+        })
+        .transpose()?;
+    let mut strategies: Vec<nasop_crds::api::StrategySpec> = Vec::new();
     for name in &names {
         let mut spec = strategy_spec(name)?;
-        if let Some(json) = &args.controller {
-            if matches!(
-                spec.algorithm,
-                nasop_crds::api::Algorithm::Ppo | nasop_crds::api::Algorithm::Reinforce
-            ) {
-                spec.controller = Some(settings_json(
-                    "--controller",
-                    json,
-                    &nasop_crds::api::ControllerSpec::default(),
-                )?);
-            }
+        if strategies.iter().any(|s| s.algorithm == spec.algorithm) {
+            continue;
         }
-        if let Some(json) = &args.evolution {
-            if spec.algorithm == nasop_crds::api::Algorithm::Evolution {
-                spec.evolution = Some(settings_json(
-                    "--evolution",
-                    json,
-                    &nasop_crds::api::EvolutionSpec::default(),
-                )?);
-            }
+        spec.controller = controller.clone();
+        spec.evolution = evolution.clone();
+        if !matches!(
+            spec.algorithm,
+            nasop_crds::api::Algorithm::Ppo | nasop_crds::api::Algorithm::Reinforce
+        ) {
+            spec.controller = None;
+        }
+        if spec.algorithm != nasop_crds::api::Algorithm::Evolution {
+            spec.evolution = None;
         }
         strategies.push(spec);
     }
@@ -346,5 +416,23 @@ where
             known.keys().cloned().collect::<Vec<_>>().join(", ")
         );
     }
-    serde_json::from_value(value).with_context(|| flag.to_string())
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| anyhow::anyhow!("{flag}: field {}: {}", e.path(), e.inner()))
+}
+
+/// `nasop-trainer` beside this executable, else the name (found on `$PATH`).
+fn default_trainer() -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("nasop-trainer")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| which_trainer().unwrap_or_else(|| "nasop-trainer".into()))
+}
+
+fn which_trainer() -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("nasop-trainer"))
+            .find(|p| p.is_file())
+    })
 }

@@ -327,6 +327,19 @@ fn bench_search_ranks_evolution_above_random_on_nas_bench_201() {
         "bench-search",
         "--table",
         table.to_str().unwrap(),
+        "--budget",
+        "20000",
+    ]);
+    assert!(
+        text(&bad.stderr)
+            .contains("--budget: 20000 is out of range; allowed: 1..=15625 (the table's children)"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let bad = nasop(&[
+        "bench-search",
+        "--table",
+        table.to_str().unwrap(),
         "--strategy",
         "PPO",
         "--controller",

@@ -8,7 +8,8 @@ use tch::{CModule, Device, Tensor};
 
 use crate::args::{parse_genotype, NetArgs};
 use crate::cli_train::{
-    check_output_path, clean_torch_message, select_device, write_result, Failure, TERMINATION_LOG,
+    check_output_path, clean_torch_message, select_device, stop_flag, write_result, Failure,
+    TERMINATION_LOG,
 };
 use crate::net::{Mode, Net, Shape};
 use crate::probe::{identity, libtorch_version, measure, probe_input, summarize};
@@ -76,6 +77,15 @@ fn invalid(message: String) -> Failure {
 }
 
 fn run_inner(args: &ProbeArgs) -> Result<ProbeReport, Failure> {
+    let stop = stop_flag()?;
+    if let (Some(result), Some(export)) = (&args.result, &args.export_torchscript) {
+        if result == export {
+            return Err(invalid(format!(
+                "--result and --export-torchscript are the same file {}; give them different paths",
+                result.display()
+            )));
+        }
+    }
     let genotype = parse_genotype(&args.net.genotype).map_err(|e| invalid(format!("{e:#}")))?;
     if !(1..=100_000).contains(&args.repeats) {
         return Err(invalid(format!(
@@ -147,6 +157,14 @@ fn run_inner(args: &ProbeArgs) -> Result<ProbeReport, Failure> {
     if let Some(path) = &args.export_torchscript {
         export(&net, shape, args.channels_last, device, path)?;
     }
+    eprintln!(
+        "probing {} on {}: {} warm-up and {} timed runs of input {shape:?}",
+        genotype.hash(),
+        device_name(device),
+        args.warmup,
+        args.repeats
+    );
+    let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
     let samples = measure(
         &net,
         shape,
@@ -154,7 +172,14 @@ fn run_inner(args: &ProbeArgs) -> Result<ProbeReport, Failure> {
         device,
         args.warmup,
         args.repeats,
-    );
+        &stopped,
+    )
+    .ok_or_else(|| {
+        Failure::new(
+            FailureReason::Terminated,
+            "stopped by a signal before the timed runs finished",
+        )
+    })?;
     let summary = net.summary();
     Ok(ProbeReport {
         genotype_hash: genotype.hash().as_str().to_string(),

@@ -268,11 +268,14 @@ pub fn run(args: &TrainArgs) -> TrainResult {
     }
 }
 
-fn run_inner(args: &TrainArgs) -> Result<TrainResult, Failure> {
-    let started = Instant::now();
+/// A flag set by SIGTERM or SIGINT (a second signal ends the process at once, exit 143), so
+/// that a stopped pod still writes its result.
+///
+/// # Errors
+/// When the handler cannot be installed.
+pub fn stop_flag() -> Result<Arc<AtomicBool>, Failure> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // A second signal while the first is being handled ends the process at once.
         signal_hook::flag::register_conditional_shutdown(signal, 143, Arc::clone(&stop))
             .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
             .map_err(|e| {
@@ -282,6 +285,12 @@ fn run_inner(args: &TrainArgs) -> Result<TrainResult, Failure> {
                 )
             })?;
     }
+    Ok(stop)
+}
+
+fn run_inner(args: &TrainArgs) -> Result<TrainResult, Failure> {
+    let started = Instant::now();
+    let stop = stop_flag()?;
     let genotype = parse_genotype(&args.net.genotype)
         .map_err(|e| Failure::new(FailureReason::InvalidInput, format!("{e:#}")))?;
     check_output_path(
@@ -517,29 +526,35 @@ pub(crate) fn write_result(
 /// arguments that do not parse, so that a pod still reports why it failed).
 pub fn write_parse_failure(raw_args: &[String], message: &str) {
     let probe = raw_args.get(1).map(String::as_str) == Some("probe");
-    let mut log = PathBuf::from(TERMINATION_LOG);
-    for (i, arg) in raw_args.iter().enumerate() {
-        if let Some(v) = arg.strip_prefix("--termination-log=") {
-            log = PathBuf::from(v);
-        } else if arg == "--termination-log" {
-            if let Some(v) = raw_args.get(i + 1) {
-                log = PathBuf::from(v);
+    let flag = |name: &str| -> Option<PathBuf> {
+        let eq = format!("{name}=");
+        let mut found = None;
+        for (i, arg) in raw_args.iter().enumerate() {
+            if let Some(v) = arg.strip_prefix(&eq) {
+                found = Some(PathBuf::from(v));
+            } else if arg == name {
+                found = raw_args.get(i + 1).map(PathBuf::from);
             }
         }
-    }
-    if log.parent().is_some_and(Path::is_dir) && !log.is_dir() {
-        let first = message.lines().next().unwrap_or_default();
-        let message = first.trim_start_matches("error: ").trim();
-        let text = if probe {
-            serde_json::to_string(&nasop_crds::result::ProbeResult::failed(
-                FailureReason::InvalidInput,
-                message,
-            ))
-            .expect("result serializes")
-        } else {
-            TrainResult::failed(FailureReason::InvalidInput, message).termination_message()
-        };
-        let _ = std::fs::write(&log, text);
+        found
+    };
+    let log = flag("--termination-log").unwrap_or_else(|| PathBuf::from(TERMINATION_LOG));
+    let first = message.lines().next().unwrap_or_default();
+    let message = first.trim_start_matches("error: ").trim();
+    let text = if probe {
+        serde_json::to_string(&nasop_crds::result::ProbeResult::failed(
+            FailureReason::InvalidInput,
+            message,
+        ))
+        .expect("result serializes")
+    } else {
+        TrainResult::failed(FailureReason::InvalidInput, message).termination_message()
+    };
+    // The termination log and `--result` both get the failure (a local runner reads the latter).
+    for path in std::iter::once(log).chain(flag("--result")) {
+        if path.parent().is_some_and(Path::is_dir) && !path.is_dir() {
+            let _ = std::fs::write(&path, &text);
+        }
     }
 }
 

@@ -16,7 +16,9 @@ use nasop_trainer::{info, probe};
 
 /// The nasop trainer: builds child networks with libtorch and trains or probes them.
 #[derive(Parser, Debug)]
-#[command(name = "nasop-trainer", version, about)]
+// A flag given twice takes its last value: `nasop run` and trainer pods append the search's
+// `trial.args` after the flags they set, so that users can override them.
+#[command(name = "nasop-trainer", version, about, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

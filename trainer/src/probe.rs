@@ -21,8 +21,8 @@ pub fn probe_input(shape: [i64; 4], channels_last: bool, device: Device) -> Tens
 
 /// Runs the network in eval mode on one random input of `shape` (`[N, C, H, W]`; see
 /// [`probe_input`]): `warmup` untimed runs, then `repeats` timed ones. Returns each timed run in
-/// ms. On CUDA the device is synchronized before and after each run, so the time is the GPU's,
-/// not the launch's.
+/// ms, or `None` when `stop` says so between runs. On CUDA the device is synchronized before and
+/// after each run, so the time is the GPU's, not the launch's.
 pub fn measure(
     net: &Net,
     shape: [i64; 4],
@@ -30,7 +30,8 @@ pub fn measure(
     device: Device,
     warmup: usize,
     repeats: usize,
-) -> Vec<f64> {
+    stop: &dyn Fn() -> bool,
+) -> Option<Vec<f64>> {
     tch::no_grad(|| {
         let x = probe_input(shape, channels_last, device);
         let sync = || {
@@ -39,20 +40,25 @@ pub fn measure(
             }
         };
         for _ in 0..warmup {
+            if stop() {
+                return None;
+            }
             let _ = net.forward(&x, Mode::Eval);
         }
         sync();
-        (0..repeats)
-            .map(|_| {
-                sync();
-                let start = Instant::now();
-                let y = net.forward(&x, Mode::Eval).0;
-                sync();
-                let ms = start.elapsed().as_secs_f64() * 1e3;
-                drop(y);
-                ms
-            })
-            .collect()
+        let mut samples = Vec::with_capacity(repeats);
+        for _ in 0..repeats {
+            if stop() {
+                return None;
+            }
+            sync();
+            let start = Instant::now();
+            let y = net.forward(&x, Mode::Eval).0;
+            sync();
+            samples.push(start.elapsed().as_secs_f64() * 1e3);
+            drop(y);
+        }
+        Some(samples)
     })
 }
 

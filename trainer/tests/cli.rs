@@ -335,6 +335,55 @@ fn sigterm_stops_training_with_a_terminated_result() {
     );
 }
 
+#[test]
+fn sigterm_stops_a_probe_with_a_terminated_result() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nasop-trainer"))
+        .args([
+            "probe",
+            "-g",
+            "nb201-optimum",
+            "--input-size",
+            "32",
+            "--classes",
+            "10",
+            "--threads",
+            "1",
+            "--repeats",
+            "100000",
+        ])
+        .arg("--termination-log")
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.starts_with("probing ")),
+        "probe started"
+    );
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let result =
+        nasop_crds::result::ProbeResult::parse(std::fs::read_to_string(&log).unwrap().trim())
+            .unwrap();
+    let nasop_crds::result::ProbeOutcome::Failed(f) = result.outcome else {
+        panic!("{result:?}")
+    };
+    assert_eq!(f.reason, FailureReason::Terminated);
+}
+
 /// The dynamic section lists `libtorch_cuda.so`: without it, a build against PyPI's torch
 /// silently trains on the CPU of a GPU node (the linker drops the library as unneeded).
 #[test]

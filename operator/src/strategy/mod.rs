@@ -297,7 +297,7 @@ impl SavedState {
 /// Checks the evolution settings (also enforced by the CRD schema; the local runner and the
 /// benchmark build strategies without the API server).
 fn check_evolution(spec: &EvolutionSpec) -> Result<(usize, usize), StrategyError> {
-    if spec.population_size < 2 {
+    if !(2..=100_000).contains(&spec.population_size) {
         return Err(StrategyError::Settings(format!(
             "strategy.evolution.populationSize: {} is out of range; allowed: 2..=100000",
             spec.population_size

@@ -1,0 +1,401 @@
+//! The search core both drivers share (the operator and `nasop run`): which children to start,
+//! how a finished child becomes a reward for the strategy, the budget and failure accounting,
+//! and the summary. Pure: the drivers run trainers and probes and feed results in.
+
+use std::collections::BTreeMap;
+
+use nasop_crds::api::{ArchitectureSearchSpec, LatencyObjective};
+use nasop_crds::result::FailureReason;
+use nasop_crds::reward::{pareto_front, reward};
+use nasop_crds::SearchSpace;
+use serde::{Deserialize, Serialize};
+
+use crate::strategy::{self, Proposal, ProposalId, Strategy, StrategyError};
+
+/// What training reported for a child (from the trainer's result document).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    /// Validation accuracy, fraction in [0, 1] (NASNet's and MnasNet's ACC).
+    pub validation_accuracy: f64,
+    /// Test accuracy, fraction, when evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+    /// Trainable parameters.
+    pub params: i64,
+    /// Multiply-adds of one inference of one example.
+    pub macs: i64,
+    /// Wall seconds of training.
+    pub wall_seconds: f64,
+}
+
+/// Where a trial stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "PascalCase")]
+pub enum TrialState {
+    /// Training (or being probed).
+    Running,
+    /// Trained (and probed): the reward was given to the strategy.
+    Succeeded {
+        /// Training's metrics.
+        metrics: Metrics,
+        /// Measured latency, ms (latency objectives).
+        #[serde(default, rename = "latencyMs", skip_serializing_if = "Option::is_none")]
+        latency_ms: Option<f64>,
+        /// The reward.
+        reward: f64,
+    },
+    /// Failed; the strategy was told it will give no reward.
+    Failed {
+        /// Why.
+        reason: FailureReason,
+        /// Details.
+        message: String,
+    },
+}
+
+/// One child of the search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trial {
+    /// The strategy's proposal id (trial names and the state directory use it).
+    pub id: ProposalId,
+    /// Canonical genotype string.
+    pub genotype: String,
+    /// Genotype hash.
+    pub hash: String,
+    /// State.
+    pub state: TrialState,
+}
+
+impl Trial {
+    /// The reward, when succeeded.
+    pub fn reward(&self) -> Option<f64> {
+        match &self.state {
+            TrialState::Succeeded { reward, .. } => Some(*reward),
+            _ => None,
+        }
+    }
+}
+
+/// Where the search stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Trials are running or will start.
+    Running,
+    /// `maxTrials` trials finished.
+    Succeeded,
+    /// More than `maxFailedTrials` trials failed; no new trial starts.
+    Failed,
+    /// The space has no unproposed child left; every proposed child finished.
+    Exhausted,
+}
+
+/// Trial counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Trials started (any state).
+    pub started: usize,
+    /// Running now.
+    pub running: usize,
+    /// Succeeded.
+    pub succeeded: usize,
+    /// Failed.
+    pub failed: usize,
+}
+
+/// Why the core refused a result.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SearchError {
+    /// No running trial has this id.
+    #[error("trial {0} is not running")]
+    NotRunning(ProposalId),
+    /// A latency objective without a usable latency, or an accuracy that is not a fraction.
+    #[error("trial {id}: {message}")]
+    BadResult {
+        /// The trial.
+        id: ProposalId,
+        /// What is wrong.
+        message: String,
+    },
+    /// The strategy refused.
+    #[error(transparent)]
+    Strategy(#[from] StrategyError),
+}
+
+/// The search: budget, strategy and trials.
+pub struct Search {
+    max_trials: usize,
+    parallelism: usize,
+    max_failed: Option<usize>,
+    latency: Option<LatencyObjective>,
+    strategy: Box<dyn Strategy>,
+    trials: BTreeMap<ProposalId, Trial>,
+    counts: Counts,
+    exhausted: bool,
+}
+
+impl Search {
+    /// A new search of `spec` over `space` (built from it), strategy seeded with the spec's
+    /// seed or `seed`.
+    ///
+    /// # Errors
+    /// The strategy's settings out of range.
+    pub fn new(
+        spec: &ArchitectureSearchSpec,
+        space: &SearchSpace,
+        seed: u64,
+    ) -> Result<Self, StrategyError> {
+        let strategy = strategy::build(space, &spec.strategy, seed)?;
+        Ok(Self::with_strategy(spec, strategy, Vec::new()))
+    }
+
+    /// A search resumed from its strategy state and the trials recorded so far. Trials that
+    /// were running stay running (the driver starts them again: the strategy still waits for
+    /// them).
+    pub fn with_strategy(
+        spec: &ArchitectureSearchSpec,
+        strategy: Box<dyn Strategy>,
+        trials: Vec<Trial>,
+    ) -> Self {
+        let counts = summarize(trials.iter(), 0, Phase::Running).counts;
+        Self {
+            counts,
+            max_trials: spec.budget.max_trials.max(0) as usize,
+            parallelism: spec.budget.parallelism.max(1) as usize,
+            max_failed: spec.budget.max_failed_trials.map(|m| m.max(0) as usize),
+            latency: spec.objective.latency.clone(),
+            strategy,
+            trials: trials.into_iter().map(|t| (t.id, t)).collect(),
+            exhausted: false,
+        }
+    }
+
+    /// Counts of the trials (kept as trials change: O(1)).
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Where the search stands.
+    pub fn phase(&self) -> Phase {
+        let c = self.counts();
+        if self.max_failed.is_some_and(|m| c.failed > m) {
+            Phase::Failed
+        } else if c.started >= self.max_trials && c.running == 0 {
+            Phase::Succeeded
+        } else if self.exhausted && c.running == 0 {
+            Phase::Exhausted
+        } else {
+            Phase::Running
+        }
+    }
+
+    /// Children to start now: up to `parallelism` running, `maxTrials` started in all; none
+    /// once the search failed. Each is recorded as running.
+    pub fn launch(&mut self) -> Vec<Proposal> {
+        let c = self.counts();
+        if self.phase() != Phase::Running || self.max_failed.is_some_and(|m| c.failed > m) {
+            return Vec::new();
+        }
+        let room = self
+            .parallelism
+            .saturating_sub(c.running)
+            .min(self.max_trials.saturating_sub(c.started));
+        if room == 0 {
+            return Vec::new();
+        }
+        let proposals = self.strategy.ask(room);
+        if proposals.len() < room {
+            self.exhausted = true;
+        }
+        for p in &proposals {
+            self.counts.started += 1;
+            self.counts.running += 1;
+            self.trials.insert(
+                p.id,
+                Trial {
+                    id: p.id,
+                    genotype: p.genotype.to_string(),
+                    hash: p.genotype.hash().as_str().to_string(),
+                    state: TrialState::Running,
+                },
+            );
+        }
+        proposals
+    }
+
+    /// Records a trained (and, with a latency objective, probed) child: computes its reward
+    /// and gives it to the strategy. Returns the reward.
+    ///
+    /// # Errors
+    /// [`SearchError::NotRunning`]; [`SearchError::BadResult`] for an accuracy outside [0, 1]
+    /// or a missing/invalid latency under a latency objective (record it as failed instead).
+    pub fn succeed(
+        &mut self,
+        id: ProposalId,
+        metrics: Metrics,
+        latency_ms: Option<f64>,
+    ) -> Result<f64, SearchError> {
+        self.running(id)?;
+        let r = self
+            .check_result(&metrics, latency_ms)
+            .map_err(|message| SearchError::BadResult { id, message })?;
+        self.strategy.tell(id, r)?;
+        self.counts.running -= 1;
+        self.counts.succeeded += 1;
+        let t = self.trials.get_mut(&id).expect("checked running");
+        t.state = TrialState::Succeeded {
+            metrics,
+            latency_ms,
+            reward: r,
+        };
+        Ok(r)
+    }
+
+    /// The reward a result would get, or why it would be refused (see [`Self::succeed`]).
+    ///
+    /// # Errors
+    /// The reason, for an accuracy outside [0, 1] or a missing/invalid latency under a
+    /// latency objective.
+    pub fn check_result(&self, metrics: &Metrics, latency_ms: Option<f64>) -> Result<f64, String> {
+        let acc = metrics.validation_accuracy;
+        if !(0.0..=1.0).contains(&acc) {
+            return Err(format!(
+                "validation accuracy {acc} is not a fraction in [0, 1]"
+            ));
+        }
+        reward(self.latency.as_ref(), acc, latency_ms).ok_or_else(|| {
+            format!(
+                "latency {latency_ms:?} ms is not a positive number (the latency objective needs one)"
+            )
+        })
+    }
+
+    /// Records a failed child; it counts against `maxFailedTrials`.
+    ///
+    /// # Errors
+    /// [`SearchError::NotRunning`].
+    pub fn fail(
+        &mut self,
+        id: ProposalId,
+        reason: FailureReason,
+        message: String,
+    ) -> Result<(), SearchError> {
+        self.running(id)?;
+        self.strategy.fail(id)?;
+        self.counts.running -= 1;
+        self.counts.failed += 1;
+        self.trials.get_mut(&id).expect("checked running").state =
+            TrialState::Failed { reason, message };
+        Ok(())
+    }
+
+    fn running(&self, id: ProposalId) -> Result<(), SearchError> {
+        match self.trials.get(&id) {
+            Some(Trial {
+                state: TrialState::Running,
+                ..
+            }) => Ok(()),
+            _ => Err(SearchError::NotRunning(id)),
+        }
+    }
+
+    /// The trials, by id.
+    pub fn trials(&self) -> impl Iterator<Item = &Trial> {
+        self.trials.values()
+    }
+
+    /// The strategy (to save its state).
+    pub fn strategy(&self) -> &dyn Strategy {
+        self.strategy.as_ref()
+    }
+
+    /// Whether a latency objective is set.
+    pub fn latency_objective(&self) -> Option<&LatencyObjective> {
+        self.latency.as_ref()
+    }
+
+    /// The summary: counts, the best `top` trials by reward, and the Pareto front of
+    /// (validation accuracy, latency) when latency was measured.
+    pub fn summary(&self, top: usize) -> Summary {
+        summarize(self.trials.values(), top, self.phase())
+    }
+}
+
+/// The summary of `trials` (see [`Search::summary`]), with the given phase.
+pub fn summarize<'a>(trials: impl Iterator<Item = &'a Trial>, top: usize, phase: Phase) -> Summary {
+    let trials: Vec<&Trial> = trials.collect();
+    let mut counts = Counts {
+        started: trials.len(),
+        ..Counts::default()
+    };
+    for t in &trials {
+        match t.state {
+            TrialState::Running => counts.running += 1,
+            TrialState::Succeeded { .. } => counts.succeeded += 1,
+            TrialState::Failed { .. } => counts.failed += 1,
+        }
+    }
+    let mut done: Vec<&Trial> = trials
+        .iter()
+        .copied()
+        .filter(|t| t.reward().is_some())
+        .collect();
+    done.sort_by(|a, b| {
+        b.reward()
+            .unwrap_or(f64::NEG_INFINITY)
+            .total_cmp(&a.reward().unwrap_or(f64::NEG_INFINITY))
+            .then(a.id.cmp(&b.id))
+    });
+    let points: Vec<(ProposalId, f64, f64)> = trials
+        .iter()
+        .filter_map(|t| match &t.state {
+            TrialState::Succeeded {
+                metrics,
+                latency_ms: Some(l),
+                ..
+            } => Some((t.id, metrics.validation_accuracy, *l)),
+            _ => None,
+        })
+        .collect();
+    let xy: Vec<(f64, f64)> = points.iter().map(|&(_, a, l)| (a, l)).collect();
+    let mut rewards: Vec<f64> = done.iter().filter_map(|t| t.reward()).collect();
+    rewards.sort_by(f64::total_cmp);
+    Summary {
+        counts,
+        phase,
+        best: done.iter().take(top).map(|t| (*t).clone()).collect(),
+        median_reward: median(&rewards),
+        pareto: pareto_front(&xy).into_iter().map(|i| points[i].0).collect(),
+    }
+}
+
+fn median(sorted: &[f64]) -> Option<f64> {
+    let n = sorted.len();
+    (n > 0).then(|| {
+        if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        }
+    })
+}
+
+/// What a search found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Trial counts.
+    pub counts: Counts,
+    /// Phase.
+    pub phase: Phase,
+    /// Best trials by reward, best first.
+    pub best: Vec<Trial>,
+    /// Median reward of the succeeded trials.
+    pub median_reward: Option<f64>,
+    /// Ids of the Pareto-optimal trials (accuracy up, latency down), by ascending latency.
+    pub pareto: Vec<ProposalId>,
+}
+
+#[cfg(test)]
+mod tests;

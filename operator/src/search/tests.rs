@@ -1,0 +1,138 @@
+use nasop_crds::result::FailureReason;
+
+use super::*;
+use crate::manifest;
+
+fn spec(extra: &str) -> (ArchitectureSearchSpec, SearchSpace) {
+    let text = format!(
+        r#"
+apiVersion: nasop.dev/v1alpha1
+kind: ArchitectureSearch
+metadata: {{name: t}}
+spec:
+  searchSpace: {{nb201: {{}}}}
+  strategy: {{algorithm: Evolution, seed: 1, evolution: {{populationSize: 4, sampleSize: 2}}}}
+  budget: {{maxTrials: 7, parallelism: 3, maxFailedTrials: 2}}
+  trial:
+    image: x
+    dataset: {{format: CIFAR10, path: /data}}
+{extra}"#
+    );
+    let search = manifest::parse(&text).unwrap();
+    let space = manifest::check(&search).unwrap();
+    (search.spec, space)
+}
+
+fn metrics(acc: f64) -> Metrics {
+    Metrics {
+        validation_accuracy: acc,
+        test_accuracy: None,
+        params: 1000,
+        macs: 2000,
+        wall_seconds: 1.0,
+    }
+}
+
+#[test]
+fn parallelism_and_max_trials_bound_what_starts() {
+    let (spec, space) = spec("");
+    let mut s = Search::new(&spec, &space, 0).unwrap();
+    let first = s.launch();
+    assert_eq!(first.len(), 3);
+    assert!(s.launch().is_empty(), "parallelism 3 reached");
+    s.succeed(first[0].id, metrics(0.5), None).unwrap();
+    assert_eq!(s.launch().len(), 1);
+    let mut done = 1;
+    while s.phase() == Phase::Running {
+        let running: Vec<ProposalId> = s
+            .trials()
+            .filter(|t| t.state == TrialState::Running)
+            .map(|t| t.id)
+            .collect();
+        for id in running {
+            s.succeed(id, metrics(0.1 * (id % 7) as f64), None).unwrap();
+            done += 1;
+        }
+        s.launch();
+    }
+    assert_eq!(s.phase(), Phase::Succeeded);
+    assert_eq!(done, 7);
+    let c = s.counts();
+    assert_eq!((c.started, c.succeeded, c.running, c.failed), (7, 7, 0, 0));
+    assert!(s.launch().is_empty());
+    assert_eq!(s.strategy().counts().told, 7);
+}
+
+#[test]
+fn too_many_failures_fail_the_search_and_stop_new_trials() {
+    let (spec, space) = spec("");
+    let mut s = Search::new(&spec, &space, 0).unwrap();
+    let p = s.launch();
+    for t in &p {
+        s.fail(t.id, FailureReason::OutOfMemory, "oom".into())
+            .unwrap();
+    }
+    assert_eq!(s.phase(), Phase::Failed);
+    assert!(s.launch().is_empty());
+    assert_eq!(s.counts().failed, 3);
+    assert_eq!(
+        s.fail(p[0].id, FailureReason::Internal, String::new()),
+        Err(SearchError::NotRunning(p[0].id))
+    );
+    assert_eq!(s.strategy().counts().failed, 3);
+}
+
+#[test]
+fn latency_objectives_reward_with_mnasnet_and_need_a_latency() {
+    let (spec, space) =
+        spec("  objective: {latency: {targetMs: 10, constraint: Hard, deviceClass: cpu}}\n");
+    let mut s = Search::new(&spec, &space, 0).unwrap();
+    let p = s.launch();
+    // Hard: (LAT/T)^-1 above T, no bonus below.
+    assert_eq!(s.succeed(p[0].id, metrics(0.8), Some(20.0)).unwrap(), 0.4);
+    assert_eq!(s.succeed(p[1].id, metrics(0.6), Some(5.0)).unwrap(), 0.6);
+    let e = s.succeed(p[2].id, metrics(0.9), None).unwrap_err();
+    assert!(
+        e.to_string().contains("the latency objective needs one"),
+        "{e}"
+    );
+    assert_eq!(
+        s.counts().running,
+        1,
+        "a refused result leaves the trial running"
+    );
+    let e = s.succeed(p[2].id, metrics(1.5), Some(3.0)).unwrap_err();
+    assert!(e.to_string().contains("1.5 is not a fraction"), "{e}");
+    s.succeed(p[2].id, metrics(0.9), Some(30.0)).unwrap();
+    let summary = s.summary(2);
+    assert_eq!(
+        summary.best.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [p[1].id, p[0].id]
+    );
+    // Front by latency: (0.6, 5 ms), (0.8, 20 ms), (0.9, 30 ms) all Pareto-optimal.
+    assert_eq!(summary.pareto, [p[1].id, p[0].id, p[2].id]);
+    assert_eq!(summary.median_reward, Some(0.4));
+}
+
+#[test]
+fn a_small_space_ends_exhausted() {
+    let (mut spec, _) = spec("");
+    spec.search_space =
+        serde_json::from_str(r#"{"nb201": {"ops": ["none", "skip_connect"]}}"#).unwrap();
+    spec.budget.max_trials = 100;
+    let space = spec.search_space.build().unwrap();
+    let mut s = Search::new(&spec, &space, 0).unwrap();
+    let mut n = 0;
+    loop {
+        let p = s.launch();
+        if p.is_empty() && s.counts().running == 0 {
+            break;
+        }
+        for t in p {
+            s.succeed(t.id, metrics(0.5), None).unwrap();
+            n += 1;
+        }
+    }
+    assert_eq!(n, 64);
+    assert_eq!(s.phase(), Phase::Exhausted);
+}
