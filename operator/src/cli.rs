@@ -67,6 +67,9 @@ pub enum Command {
         /// CPU threads for all trials together (default: all of this machine's).
         #[arg(long)]
         threads: Option<usize>,
+        /// GPUs, one per trial (default: the NVIDIA GPUs the driver lists; 0: CPU only).
+        #[arg(long)]
+        gpus: Option<usize>,
         /// Only the summary at the end.
         #[arg(long, conflicts_with = "json")]
         quiet: bool,

@@ -90,6 +90,13 @@ pub struct RunSettings {
     pub threads: Option<usize>,
     /// Output mode.
     pub output: Output,
+    /// GPUs to give trials, one each (default: the NVIDIA GPUs the driver lists; 0: CPU only).
+    pub gpus: Option<usize>,
+}
+
+/// NVIDIA GPUs the driver lists (`/proc/driver/nvidia/gpus/*`); 0 without the driver.
+pub fn detect_gpus() -> usize {
+    fs::read_dir("/proc/driver/nvidia/gpus").map_or(0, |d| d.count())
 }
 
 /// Reads the trials of a state directory from its event log (a torn last line, from a crash
@@ -197,6 +204,8 @@ struct Job {
     id: ProposalId,
     kind: JobKind,
     child: Child,
+    /// The GPU slot a trainer holds.
+    gpu: Option<usize>,
 }
 
 /// Runs (or resumes) the search of `settings.manifest`; returns its summary.
@@ -232,7 +241,14 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
         }
     };
 
-    let mut search = resume(spec, &space, &dir)?;
+    // One GPU per trial where GPUs exist: no more trials at once than GPUs.
+    let gpus = settings.gpus.unwrap_or_else(detect_gpus);
+    let mut local_spec = spec.clone();
+    if gpus > 0 {
+        local_spec.budget.parallelism = local_spec.budget.parallelism.min(gpus as i32);
+    }
+    let mut gpu_free: Vec<bool> = vec![true; gpus];
+    let mut search = resume(&local_spec, &space, &dir)?;
     let mut log = Log {
         file: OpenOptions::new()
             .create(true)
@@ -244,7 +260,7 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
         .threads
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1);
-    let parallelism = (spec.budget.parallelism.max(1) as usize).min(total_threads.max(1));
+    let parallelism = (local_spec.budget.parallelism.max(1) as usize).min(total_threads.max(1));
     let threads_per_trial = (total_threads / parallelism).max(1);
 
     let bar = (settings.output == Output::Human).then(|| {
@@ -326,7 +342,7 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
                 checkpoint: Some(cdir.join("child.safetensors").display().to_string()),
             };
             let _ = fs::remove_file(&outputs.result);
-            let args = train_args(
+            let mut args = train_args(
                 spec,
                 &genotypes[&id],
                 &data.display().to_string(),
@@ -334,11 +350,21 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
                 Some(threads_per_trial),
                 &outputs,
             );
-            let child = spawn(&settings.trainer, &args, &cdir.join("train.log"))?;
+            let gpu = gpu_free.iter().position(|&f| f);
+            let mut env = Vec::new();
+            if let Some(g) = gpu {
+                gpu_free[g] = false;
+                env.push(("CUDA_VISIBLE_DEVICES".to_string(), g.to_string()));
+                // Before the template's args, which may still override it.
+                let at = args.len() - spec.trial.args.len();
+                args.splice(at..at, ["--device".to_string(), "cuda".to_string()]);
+            }
+            let child = spawn(&settings.trainer, &args, &env, &cdir.join("train.log"))?;
             jobs.push(Job {
                 id,
                 kind: JobKind::Train,
                 child,
+                gpu,
             });
         }
         // One probe at a time.
@@ -354,11 +380,12 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
                 let weights = cdir.join("child.safetensors").display().to_string();
                 match probe_args(spec, &genotypes[&id], Some(&weights), &outputs) {
                     Some(args) => {
-                        let child = spawn(&settings.trainer, &args, &cdir.join("probe.log"))?;
+                        let child = spawn(&settings.trainer, &args, &[], &cdir.join("probe.log"))?;
                         jobs.push(Job {
                             id,
                             kind: JobKind::Probe { metrics },
                             child,
+                            gpu: None,
                         });
                     }
                     None => record(
@@ -378,11 +405,19 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
         // Finished processes.
         let mut i = 0;
         while i < jobs.len() {
+            // After Ctrl-C the trainers stop too (same process group): their Terminated
+            // results are not failures; those trials run again on resume.
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
             if jobs[i].child.try_wait()?.is_none() {
                 i += 1;
                 continue;
             }
             let job = jobs.swap_remove(i);
+            if let Some(g) = job.gpu {
+                gpu_free[g] = true;
+            }
             let cdir = dir.join("children").join(job.id.to_string());
             match job.kind {
                 JobKind::Train => match read_train(&cdir) {
@@ -415,10 +450,11 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
     Ok((dir, summary))
 }
 
-fn spawn(trainer: &Path, args: &[String], log: &Path) -> Result<Child> {
+fn spawn(trainer: &Path, args: &[String], env: &[(String, String)], log: &Path) -> Result<Child> {
     let log = File::create(log)?;
     Command::new(trainer)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

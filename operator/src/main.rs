@@ -158,6 +158,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             state_dir,
             trainer,
             threads,
+            gpus,
             quiet,
             json,
         } => {
@@ -179,6 +180,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                 trainer: trainer.unwrap_or_else(default_trainer),
                 threads,
                 output,
+                gpus,
             };
             let (dir, summary) = run(&settings, stop.clone())?;
             if json {

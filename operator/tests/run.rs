@@ -299,3 +299,34 @@ fn failing_trials_are_recorded_with_their_reason_and_fail_the_search() {
     );
     assert!(!tmp.path().join("nasop-runs/bad").exists());
 }
+
+#[test]
+fn with_gpus_each_trial_asks_for_cuda_on_its_own_device() {
+    if std::path::Path::new("/proc/driver/nvidia/gpus").exists() {
+        // On a GPU machine the trials would train; this test checks the plumbing without one.
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manifest(tmp.path(), "gpus", 4, 2, "");
+    let out = nasop(
+        &["run", m.to_str().unwrap(), "--quiet", "--gpus", "1"],
+        tmp.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = events(&tmp.path().join("nasop-runs/gpus"));
+    let failed: Vec<&serde_json::Value> = ev.iter().filter(|e| e["event"] == "failed").collect();
+    assert!(!failed.is_empty(), "{ev:?}");
+    for f in failed {
+        // No CUDA here: the trainer was asked for it and says so (exit 4).
+        assert_eq!(f["reason"], "DeviceUnavailable", "{f}");
+    }
+    // One GPU: never two trials at once, so starts and results alternate.
+    let kinds: Vec<&str> = ev.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    for pair in kinds.chunks(2) {
+        assert_eq!(pair[0], "started", "{kinds:?}");
+    }
+}
