@@ -1,8 +1,43 @@
 //! The `nasop-trainer` command lines of a search's children: the same arguments for a trainer
 //! pod (the operator) and a local process (`nasop run`). Pure.
 
-use nasop_crds::api::{ArchitectureSearchSpec, DatasetFormat, ProbeDevice};
+use nasop_crds::api::{
+    ArchitectureSearchSpec, ChildTrialSpec, DatasetFormat, ProbeDevice, ProbeTemplate,
+    TrialTemplate,
+};
 use nasop_crds::space::SearchSpaceSpec;
+
+/// What the commands of a child depend on: the space parameters and the trial and probe
+/// templates, from the search or from the child's own (self-describing) `ChildTrial`.
+#[derive(Clone, Copy, Debug)]
+pub struct ChildSpec<'a> {
+    /// The search space (its network flags).
+    pub search_space: &'a SearchSpaceSpec,
+    /// How the child is trained.
+    pub trial: &'a TrialTemplate,
+    /// How its latency is measured.
+    pub probe: Option<&'a ProbeTemplate>,
+}
+
+impl<'a> From<&'a ArchitectureSearchSpec> for ChildSpec<'a> {
+    fn from(s: &'a ArchitectureSearchSpec) -> Self {
+        Self {
+            search_space: &s.search_space,
+            trial: &s.trial,
+            probe: s.probe.as_ref(),
+        }
+    }
+}
+
+impl<'a> From<&'a ChildTrialSpec> for ChildSpec<'a> {
+    fn from(s: &'a ChildTrialSpec) -> Self {
+        Self {
+            search_space: &s.search_space,
+            trial: &s.trial,
+            probe: s.probe.as_ref(),
+        }
+    }
+}
 
 /// Where the outputs of one child go, and how it runs locally.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,17 +83,18 @@ fn net_args(space: &SearchSpaceSpec) -> Vec<String> {
 /// space's network flags, the dataset at `data_path`, the trial template's epochs, batch size,
 /// learning rate, seed, `threads` when given, the outputs, then the template's extra `args`
 /// (last, so they override).
-pub fn train_args(
-    spec: &ArchitectureSearchSpec,
+pub fn train_args<'a>(
+    spec: impl Into<ChildSpec<'a>>,
     genotype: &str,
     data_path: &str,
     seed: u64,
     threads: Option<usize>,
     outputs: &Outputs,
 ) -> Vec<String> {
-    let t = &spec.trial;
+    let spec = spec.into();
+    let t = spec.trial;
     let mut a: Vec<String> = vec!["train".into(), "--genotype".into(), genotype.into()];
-    a.extend(net_args(&spec.search_space));
+    a.extend(net_args(spec.search_space));
     a.extend([
         "--dataset-format".into(),
         t.dataset.format.name().into(),
@@ -91,13 +127,14 @@ pub fn train_args(
 /// `nasop-trainer probe` arguments for child `genotype`, with the trained weights when
 /// `weights` is given. The input shape is the probe template's, or batch 1 of the dataset's
 /// image shape; `None` when neither is known (an image folder without `probe.inputShape`).
-pub fn probe_args(
-    spec: &ArchitectureSearchSpec,
+pub fn probe_args<'a>(
+    spec: impl Into<ChildSpec<'a>>,
     genotype: &str,
     weights: Option<&str>,
     outputs: &Outputs,
 ) -> Option<Vec<String>> {
-    let probe = spec.probe.clone().unwrap_or_else(|| {
+    let spec = spec.into();
+    let probe = spec.probe.cloned().unwrap_or_else(|| {
         serde_json::from_value(serde_json::json!({})).expect("every probe field has a default")
     });
     let (shape, classes) = match (&probe.input_shape, dataset_shape(spec.trial.dataset.format)) {
@@ -111,7 +148,7 @@ pub fn probe_args(
         return None;
     }
     let mut a: Vec<String> = vec!["probe".into(), "--genotype".into(), genotype.into()];
-    a.extend(net_args(&spec.search_space));
+    a.extend(net_args(spec.search_space));
     a.extend([
         "--batch".into(),
         shape[0].to_string(),

@@ -19,3 +19,4 @@ pub mod schema;
 pub mod search;
 pub mod space_tool;
 pub mod strategy;
+pub mod trial;

@@ -94,6 +94,15 @@ pub struct RunSettings {
     pub gpus: Option<usize>,
 }
 
+/// Puts a trainer command on GPU `slot`: `--device cuda` before the template's own
+/// `template_args` (the last ones), and the environment that makes the slot the process's
+/// only CUDA device.
+pub fn on_gpu(args: &mut Vec<String>, template_args: usize, slot: usize) -> Vec<(String, String)> {
+    let at = args.len() - template_args;
+    args.splice(at..at, ["--device".to_string(), "cuda".to_string()]);
+    vec![("CUDA_VISIBLE_DEVICES".to_string(), slot.to_string())]
+}
+
 /// NVIDIA GPUs the driver lists (`/proc/driver/nvidia/gpus/*`); 0 without the driver.
 pub fn detect_gpus() -> usize {
     fs::read_dir("/proc/driver/nvidia/gpus").map_or(0, |d| d.count())
@@ -183,6 +192,27 @@ impl Log {
     }
 }
 
+/// Cuts a partly written last line (a crash in the middle of an append) off the event log, so
+/// that the next append starts on a line of its own.
+fn repair_torn_tail(path: &Path) -> Result<()> {
+    let Ok(bytes) = fs::read(path) else {
+        return Ok(());
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    eprintln!(
+        "warning: {}: dropping a partly written last line ({} bytes)",
+        path.display(),
+        bytes.len() - keep
+    );
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(keep as u64)?;
+    f.sync_all()?;
+    Ok(())
+}
+
 /// Replaces `path` with `bytes` atomically (write beside, sync, rename).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
@@ -214,32 +244,50 @@ struct Job {
 /// A bad manifest (the field named), a state directory of another search, an unusable
 /// trainer binary, or I/O errors on the state directory.
 pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Summary)> {
-    let (search_obj, space) = crate::manifest::load(&settings.manifest)
+    let (mut search_obj, space) = crate::manifest::load(&settings.manifest)
         .map_err(|e| anyhow::anyhow!("{}: {e}", settings.manifest.display()))?;
-    let spec = &search_obj.spec;
-    let dir = state_dir(&search_obj, settings.state_dir.as_deref());
-    fs::create_dir_all(dir.join("children"))
-        .with_context(|| format!("state directory {}", dir.display()))?;
-    check_same_search(&dir, &settings.manifest, &search_obj)?;
-    if !settings.trainer.is_file() {
-        bail!(
-            "--trainer {}: no such file (build it with `cargo build --release -p nasop-trainer`)",
-            settings.trainer.display()
-        );
-    }
+    // Checks before anything is written or run.
     let manifest_dir = settings
         .manifest
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let data = {
-        let p = Path::new(&spec.trial.dataset.path);
-        if p.is_absolute() {
+        let p = Path::new(&search_obj.spec.trial.dataset.path);
+        let p = if p.is_absolute() {
             p.to_path_buf()
         } else {
             manifest_dir.join(p)
-        }
+        };
+        fs::canonicalize(&p).with_context(|| {
+            format!(
+                "spec.trial.dataset.path: {} does not exist on this machine (a relative path is relative to the manifest)",
+                p.display()
+            )
+        })?
     };
+    // The state keeps the resolved path: the same search resumes from a moved manifest.
+    search_obj.spec.trial.dataset.path = data.display().to_string();
+    let spec = &search_obj.spec;
+    check_trial_args(&spec.trial.args)?;
+    if !settings.trainer.is_file() {
+        bail!(
+            "--trainer {}: not a file (build it with `cargo build --release -p nasop-trainer`)",
+            settings.trainer.display()
+        );
+    }
+    if settings.threads == Some(0) {
+        bail!("--threads: 0 is out of range; allowed: at least 1");
+    }
+    let detected = detect_gpus();
+    if let Some(g) = settings.gpus.filter(|&g| g > detected) {
+        bail!("--gpus: {g} is more than the {detected} GPUs the NVIDIA driver lists here");
+    }
+    let dir = state_dir(&search_obj, settings.state_dir.as_deref());
+    fs::create_dir_all(dir.join("children"))
+        .with_context(|| format!("state directory {}", dir.display()))?;
+    let _lock = StateLock::take(&dir)?;
+    check_same_search(&dir, &search_obj)?;
 
     // One GPU per trial where GPUs exist: no more trials at once than GPUs.
     let gpus = settings.gpus.unwrap_or_else(detect_gpus);
@@ -274,6 +322,22 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
         );
         bar
     });
+    // Without a terminal the bar is hidden: one line per finished trial instead.
+    let lines = settings.output == Output::Human && bar.as_ref().is_some_and(|b| b.is_hidden());
+    if settings.output == Output::JsonLines {
+        // Trials a resumed run starts again: their `started` events are in the log already.
+        for t in search.trials().filter(|t| t.state == TrialState::Running) {
+            println!(
+                "{}",
+                serde_json::to_string(&Event::Started {
+                    id: t.id,
+                    genotype: t.genotype.clone(),
+                    hash: t.hash.clone(),
+                })?
+            );
+        }
+    }
+    let mut reported = search.counts().succeeded + search.counts().failed;
     let update_bar = |search: &Search| {
         if let Some(bar) = &bar {
             let c = search.counts();
@@ -354,10 +418,7 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
             let mut env = Vec::new();
             if let Some(g) = gpu {
                 gpu_free[g] = false;
-                env.push(("CUDA_VISIBLE_DEVICES".to_string(), g.to_string()));
-                // Before the template's args, which may still override it.
-                let at = args.len() - spec.trial.args.len();
-                args.splice(at..at, ["--device".to_string(), "cuda".to_string()]);
+                env = on_gpu(&mut args, spec.trial.args.len(), g);
             }
             let child = spawn(&settings.trainer, &args, &env, &cdir.join("train.log"))?;
             jobs.push(Job {
@@ -414,13 +475,14 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
                 i += 1;
                 continue;
             }
-            let job = jobs.swap_remove(i);
+            let mut job = jobs.swap_remove(i);
+            let status = job.child.wait()?;
             if let Some(g) = job.gpu {
                 gpu_free[g] = true;
             }
             let cdir = dir.join("children").join(job.id.to_string());
             match job.kind {
-                JobKind::Train => match read_train(&cdir) {
+                JobKind::Train => match read_train(&cdir, status) {
                     Ok(metrics) if search.latency_objective().is_some() => {
                         probes.push_back((job.id, metrics))
                     }
@@ -430,12 +492,26 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
                     Err(f) => record(&mut search, &mut log, &dir, job.id, Err(f))?,
                 },
                 JobKind::Probe { metrics } => {
-                    let outcome = read_probe(&cdir).map(|l| (metrics, Some(l)));
+                    let outcome = read_probe(&cdir, status).map(|l| (metrics, Some(l)));
                     record(&mut search, &mut log, &dir, job.id, outcome)?;
                 }
             }
         }
         update_bar(&search);
+        if lines {
+            let c = search.counts();
+            if c.succeeded + c.failed != reported {
+                reported = c.succeeded + c.failed;
+                let best = search.summary(1).best.first().and_then(Trial::reward);
+                eprintln!(
+                    "{reported}/{} trials done, {} running, {} failed, best reward {}",
+                    spec.budget.max_trials,
+                    c.running,
+                    c.failed,
+                    best.map_or("-".into(), |b| format!("{b:.4}"))
+                );
+            }
+        }
         if search.phase() != Phase::Running && jobs.is_empty() && probes.is_empty() {
             break;
         }
@@ -506,12 +582,15 @@ fn record(
     write_atomic(&dir.join("strategy.safetensors"), &search.strategy().save())
 }
 
-fn read_train(cdir: &Path) -> std::result::Result<Metrics, (FailureReason, String)> {
+fn read_train(
+    cdir: &Path,
+    status: std::process::ExitStatus,
+) -> std::result::Result<Metrics, (FailureReason, String)> {
     let text = fs::read_to_string(cdir.join("result.json")).map_err(|_| {
         (
             FailureReason::Internal,
             format!(
-                "the trainer wrote no result: {}",
+                "the trainer wrote no result ({status}): {}",
                 log_tail(&cdir.join("train.log"))
             ),
         )
@@ -535,12 +614,15 @@ fn read_train(cdir: &Path) -> std::result::Result<Metrics, (FailureReason, Strin
     }
 }
 
-fn read_probe(cdir: &Path) -> std::result::Result<f64, (FailureReason, String)> {
+fn read_probe(
+    cdir: &Path,
+    status: std::process::ExitStatus,
+) -> std::result::Result<f64, (FailureReason, String)> {
     let text = fs::read_to_string(cdir.join("probe.json")).map_err(|_| {
         (
             FailureReason::Internal,
             format!(
-                "the probe wrote no result: {}",
+                "the probe wrote no result ({status}): {}",
                 log_tail(&cdir.join("probe.log"))
             ),
         )
@@ -573,6 +655,7 @@ fn resume(
     dir: &Path,
 ) -> Result<Search> {
     let state = dir.join("strategy.safetensors");
+    repair_torn_tail(&dir.join("trials.jsonl"))?;
     let logged = read_trials(dir)?;
     let strategy = match fs::read(&state) {
         Ok(bytes) => strategy::restore(space, &spec.strategy, &bytes)
@@ -588,6 +671,12 @@ fn resume(
         }
         Err(e) => return Err(e).with_context(|| format!("{}", state.display())),
     };
+    if logged.is_empty() && strategy.counts().told + strategy.counts().failed > 0 {
+        bail!(
+            "{}: the strategy has results but trials.jsonl has none; the state directory is damaged (remove it to start over)",
+            dir.display()
+        );
+    }
     let pending: std::collections::BTreeSet<ProposalId> = strategy.pending().into_iter().collect();
     let mut trials = Vec::new();
     let mut replay = Vec::new();
@@ -655,8 +744,9 @@ fn resume(
     Ok(search)
 }
 
-/// Refuses a state directory that holds another search (a different spec).
-fn check_same_search(dir: &Path, manifest: &Path, search: &ArchitectureSearch) -> Result<()> {
+/// Refuses a state directory that holds another search (a different spec), or trials without
+/// their search; writes `search.yaml` (the spec with the resolved dataset path) on a first run.
+fn check_same_search(dir: &Path, search: &ArchitectureSearch) -> Result<()> {
     let saved = dir.join("search.yaml");
     match fs::read_to_string(&saved) {
         Ok(text) => {
@@ -664,17 +754,96 @@ fn check_same_search(dir: &Path, manifest: &Path, search: &ArchitectureSearch) -
                 .map_err(|e| anyhow::anyhow!("{}: {e}", saved.display()))?;
             if serde_json::to_value(&before.spec)? != serde_json::to_value(&search.spec)? {
                 bail!(
-                    "state directory {} holds another search (its spec differs from {}); pass --state-dir or remove it",
-                    dir.display(),
-                    manifest.display()
+                    "state directory {} holds another search (its spec differs from this manifest's); pass --state-dir or remove it",
+                    dir.display()
                 );
             }
             Ok(())
         }
         Err(_) => {
-            let text = fs::read_to_string(manifest)?;
-            write_atomic(&saved, text.as_bytes())
+            for f in ["trials.jsonl", "strategy.safetensors"] {
+                if dir.join(f).exists() {
+                    bail!(
+                        "state directory {}: {f} exists but search.yaml is missing; the directory is damaged (remove it to start over)",
+                        dir.display()
+                    );
+                }
+            }
+            // Through JSON: enums as the API writes them (keys), not YAML tags.
+            let value = serde_json::to_value(search)?;
+            write_atomic(&saved, serde_yaml::to_string(&value)?.as_bytes())
         }
+    }
+}
+
+/// Flags of `nasop-trainer train` the runner (and the operator) set for every child; a
+/// search's `trial.args` may not override them.
+pub const RESERVED_TRAINER_FLAGS: &[&str] = &[
+    "--genotype",
+    "-g",
+    "--data",
+    "--dataset-format",
+    "--result",
+    "--termination-log",
+    "--checkpoint",
+    "--device",
+    "--threads",
+    "--seed",
+];
+
+/// Refuses `trial.args` that set a flag the runner owns.
+///
+/// # Errors
+/// Names the flag and `spec.trial.args`.
+pub fn check_trial_args(args: &[String]) -> Result<()> {
+    for a in args {
+        let flag = a.split('=').next().unwrap_or(a);
+        if RESERVED_TRAINER_FLAGS.contains(&flag) {
+            bail!(
+                "spec.trial.args: {flag} is set by nasop for every child; allowed: other nasop-trainer train flags (reserved: {})",
+                RESERVED_TRAINER_FLAGS.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The state directory's lock: `lock` holds the pid of the `nasop run` using it. A lock left by
+/// a process that no longer runs is taken over.
+struct StateLock(PathBuf);
+
+impl StateLock {
+    fn take(dir: &Path) -> Result<Self> {
+        let path = dir.join("lock");
+        for _ in 0..2 {
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    writeln!(f, "{}", std::process::id())?;
+                    f.sync_all()?;
+                    return Ok(Self(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = fs::read_to_string(&path).unwrap_or_default();
+                    let pid = pid.trim();
+                    if !pid.is_empty() && Path::new("/proc").join(pid).exists() {
+                        bail!(
+                            "state directory {} is in use by nasop run (pid {pid}); wait for it or stop it",
+                            dir.display()
+                        );
+                    }
+                    // Stale: its process is gone.
+                    let _ = fs::remove_file(&path);
+                }
+                Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+            }
+        }
+        bail!("state directory {}: cannot take the lock", dir.display())
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
     }
 }
 
@@ -744,6 +913,12 @@ pub fn render(summary: &Summary) -> String {
             median
         ));
     }
+    for f in &summary.failures {
+        out.push_str(&format!(
+            "failed: {} trial(s) {:?}, e.g. trial {}: {}\n",
+            f.count, f.reason, f.trial, f.message
+        ));
+    }
     out.push_str(&format!(
         "{:>5} {:>8} {:>8} {:>8} {:>10} {:>10}  genotype\n",
         "trial", "reward", "val acc", "test acc", "latency ms", "params"
@@ -770,4 +945,33 @@ pub fn render(summary: &Summary) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gpu_trial_asks_for_cuda_before_the_template_args_and_sees_one_device() {
+        let mut args: Vec<String> = ["train", "-g", "x", "--epochs", "3", "--cutout", "16"]
+            .map(String::from)
+            .to_vec();
+        let env = on_gpu(&mut args, 2, 3);
+        assert_eq!(
+            args,
+            ["train", "-g", "x", "--epochs", "3", "--device", "cuda", "--cutout", "16"]
+        );
+        assert_eq!(env, [("CUDA_VISIBLE_DEVICES".to_string(), "3".to_string())]);
+    }
+
+    #[test]
+    fn reserved_trainer_flags_in_trial_args_are_refused() {
+        assert!(check_trial_args(&["--cutout".into(), "16".into()]).is_ok());
+        let e = check_trial_args(&["--device=cpu".into()]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("spec.trial.args: --device is set by nasop"),
+            "{e}"
+        );
+    }
 }

@@ -15,7 +15,8 @@ use nasop_crds::{Genotype, SearchSpace};
 fn main() -> ExitCode {
     let stdout = std::io::stdout();
     match run(Cli::parse(), &mut stdout.lock()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(code)) => ExitCode::from(code),
         // A closed pipe (`nasop crds | head`) is not an error of ours.
         Err(e)
             if e.downcast_ref::<std::io::Error>()
@@ -54,7 +55,8 @@ fn resolve(
     }
 }
 
-fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
+/// Runs a command; `Some(code)` asks for that exit code.
+fn run(cli: Cli, out: &mut impl Write) -> Result<Option<u8>> {
     match cli.command {
         Command::Crds { out_dir } => {
             let files = nasop_crds::api::crd_files()?;
@@ -190,7 +192,16 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
                 writeln!(out, "state: {}", dir.display())?;
             }
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                anyhow::bail!("interrupted; run the same command again to resume");
+                eprintln!("interrupted; run the same command again to resume");
+                // The shell's convention for a process stopped by SIGINT.
+                return Ok(Some(130));
+            }
+            if summary.phase == nasop::search::Phase::Failed {
+                eprintln!(
+                    "error: the search failed: {} trials failed (spec.budget.maxFailedTrials exceeded)",
+                    summary.counts.failed
+                );
+                return Ok(Some(1));
             }
         }
         Command::Results { dir, json } => {
@@ -282,7 +293,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<()> {
             }
         },
     }
-    Ok(())
+    Ok(None)
 }
 
 fn bench_search(

@@ -265,10 +265,17 @@ fn failing_trials_are_recorded_with_their_reason_and_fail_the_search() {
     );
     std::fs::write(&m, text).unwrap();
     let out = nasop(&["run", m.to_str().unwrap(), "--quiet"], tmp.path());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed search fails the command"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the search failed"));
     assert!(
-        out.status.success(),
+        String::from_utf8_lossy(&out.stdout)
+            .contains("trial(s) InvalidInput, e.g. trial 0: --learning-rate"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stdout)
     );
     let dir = tmp.path().join("nasop-runs/failing");
     let ev = events(&dir);
@@ -301,32 +308,94 @@ fn failing_trials_are_recorded_with_their_reason_and_fail_the_search() {
 }
 
 #[test]
-fn with_gpus_each_trial_asks_for_cuda_on_its_own_device() {
-    if std::path::Path::new("/proc/driver/nvidia/gpus").exists() {
-        // On a GPU machine the trials would train; this test checks the plumbing without one.
-        return;
-    }
+fn mistakes_that_would_fail_every_trial_are_refused_before_any_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let m = manifest(tmp.path(), "gpus", 4, 2, "");
-    let out = nasop(
-        &["run", m.to_str().unwrap(), "--quiet", "--gpus", "1"],
-        tmp.path(),
+    let check = |name: &str, edit: &dyn Fn(String) -> String, extra: &[&str], expected: &str| {
+        let m = manifest(tmp.path(), name, 3, 1, "");
+        std::fs::write(&m, edit(std::fs::read_to_string(&m).unwrap())).unwrap();
+        let mut args = vec!["run", m.to_str().unwrap(), "--quiet"];
+        args.extend(extra);
+        let out = nasop(&args, tmp.path());
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            !out.status.success() && err.contains(expected),
+            "{name}: {err}"
+        );
+        assert!(!tmp.path().join("nasop-runs").join(name).exists(), "{name}");
+    };
+    check(
+        "nodata",
+        &|t| t.replace("data/fashion-mnist", "data/nowhere"),
+        &[],
+        "spec.trial.dataset.path:",
     );
+    check(
+        "reserved",
+        &|t| {
+            t.replace(
+                r#"args: ["--max-steps", "4"]"#,
+                r#"args: ["--result=/tmp/x"]"#,
+            )
+        },
+        &[],
+        "spec.trial.args: --result is set by nasop for every child",
+    );
+    if !Path::new("/proc/driver/nvidia/gpus").exists() {
+        check(
+            "gpus",
+            &|t| t,
+            &["--gpus", "1"],
+            "--gpus: 1 is more than the 0 GPUs",
+        );
+    }
+    check(
+        "threads",
+        &|t| t,
+        &["--threads", "0"],
+        "--threads: 0 is out of range",
+    );
+}
+
+#[test]
+fn a_state_directory_in_use_or_damaged_is_refused_and_a_torn_log_line_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manifest(tmp.path(), "state", 2, 1, "");
+    let dir = tmp.path().join("nasop-runs/state");
+    let run = || nasop(&["run", m.to_str().unwrap(), "--quiet"], tmp.path());
+    // In use: a lock held by a live process (this test).
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("lock"), format!("{}\n", std::process::id())).unwrap();
+    let out = run();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is in use by nasop run"));
+    // A stale lock (no such process) is taken over.
+    std::fs::write(dir.join("lock"), "4000000000\n").unwrap();
+    let out = run();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ev = events(&tmp.path().join("nasop-runs/gpus"));
-    let failed: Vec<&serde_json::Value> = ev.iter().filter(|e| e["event"] == "failed").collect();
-    assert!(!failed.is_empty(), "{ev:?}");
-    for f in failed {
-        // No CUDA here: the trainer was asked for it and says so (exit 4).
-        assert_eq!(f["reason"], "DeviceUnavailable", "{f}");
-    }
-    // One GPU: never two trials at once, so starts and results alternate.
-    let kinds: Vec<&str> = ev.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    for pair in kinds.chunks(2) {
-        assert_eq!(pair[0], "started", "{kinds:?}");
-    }
+    assert!(!dir.join("lock").exists(), "the lock is released");
+    // A torn last line is dropped with a warning; the log stays readable.
+    let log = dir.join("trials.jsonl");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str(r#"{"event":"started","id":7,"geno"#);
+    std::fs::write(&log, &text).unwrap();
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dropping a partly written last line"));
+    assert_eq!(results_per_id(&events(&dir)).len(), 2);
+    assert!(std::fs::read_to_string(&log).unwrap().ends_with('\n'));
+    // Trials without their search.yaml: damaged, refused.
+    std::fs::remove_file(dir.join("search.yaml")).unwrap();
+    let out = run();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("search.yaml is missing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -361,7 +361,23 @@ pub fn summarize<'a>(trials: impl Iterator<Item = &'a Trial>, top: usize, phase:
     let xy: Vec<(f64, f64)> = points.iter().map(|&(_, a, l)| (a, l)).collect();
     let mut rewards: Vec<f64> = done.iter().filter_map(|t| t.reward()).collect();
     rewards.sort_by(f64::total_cmp);
+    let mut failures: Vec<FailureCount> = Vec::new();
+    for t in &trials {
+        if let TrialState::Failed { reason, message } = &t.state {
+            match failures.iter_mut().find(|f| f.reason == *reason) {
+                Some(f) => f.count += 1,
+                None => failures.push(FailureCount {
+                    reason: *reason,
+                    count: 1,
+                    trial: t.id,
+                    message: message.clone(),
+                }),
+            }
+        }
+    }
+    failures.sort_by(|a, b| b.count.cmp(&a.count).then(a.trial.cmp(&b.trial)));
     Summary {
+        failures,
         counts,
         phase,
         best: done.iter().take(top).map(|t| (*t).clone()).collect(),
@@ -395,6 +411,23 @@ pub struct Summary {
     pub median_reward: Option<f64>,
     /// Ids of the Pareto-optimal trials (accuracy up, latency down), by ascending latency.
     pub pareto: Vec<ProposalId>,
+    /// Failed trials by reason, most frequent first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<FailureCount>,
+}
+
+/// How many trials failed for one reason, with the first such trial's message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureCount {
+    /// The reason.
+    pub reason: FailureReason,
+    /// Trials that failed for it.
+    pub count: usize,
+    /// The first of them.
+    pub trial: ProposalId,
+    /// Its message.
+    pub message: String,
 }
 
 #[cfg(test)]

@@ -1,0 +1,3 @@
+//! The `ChildTrial` controller's pure parts: the trainer Pod it creates.
+
+pub mod pod;
