@@ -430,5 +430,7 @@ pub struct FailureCount {
     pub message: String,
 }
 
+pub mod status;
+
 #[cfg(test)]
 mod tests;
