@@ -430,6 +430,7 @@ pub struct FailureCount {
     pub message: String,
 }
 
+pub mod policy_store;
 pub mod status;
 
 #[cfg(test)]
