@@ -337,18 +337,27 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
             );
         }
     }
-    let mut reported = search.counts().succeeded + search.counts().failed;
-    let update_bar = |search: &Search| {
-        if let Some(bar) = &bar {
-            let c = search.counts();
+    // Progress is redrawn only when the counts change (the best reward needs a pass over the
+    // trials; the loop below turns every 100 ms).
+    let mut shown = search.counts();
+    let progress = |search: &Search| {
+        let c = search.counts();
+        let best = search.summary(1).best.first().and_then(Trial::reward);
+        let best = best.map_or("-".into(), |b| format!("{b:.4}"));
+        if let Some(bar) = bar.as_ref().filter(|_| !lines) {
             bar.set_position((c.succeeded + c.failed) as u64);
-            let best = search.summary(1).best.first().and_then(Trial::reward);
             bar.set_message(format!(
-                "| running {} failed {} best reward {}",
-                c.running,
-                c.failed,
-                best.map_or("-".into(), |b| format!("{b:.4}"))
+                "| running {} failed {} best reward {best}",
+                c.running, c.failed
             ));
+        } else if lines {
+            eprintln!(
+                "{}/{} trials done, {} running, {} failed, best reward {best}",
+                c.succeeded + c.failed,
+                spec.budget.max_trials,
+                c.running,
+                c.failed
+            );
         }
     };
 
@@ -497,20 +506,12 @@ pub fn run(settings: &RunSettings, stop: Arc<AtomicBool>) -> Result<(PathBuf, Su
                 }
             }
         }
-        update_bar(&search);
-        if lines {
-            let c = search.counts();
-            if c.succeeded + c.failed != reported {
-                reported = c.succeeded + c.failed;
-                let best = search.summary(1).best.first().and_then(Trial::reward);
-                eprintln!(
-                    "{reported}/{} trials done, {} running, {} failed, best reward {}",
-                    spec.budget.max_trials,
-                    c.running,
-                    c.failed,
-                    best.map_or("-".into(), |b| format!("{b:.4}"))
-                );
-            }
+        let c = search.counts();
+        // Without a terminal, a line per finished trial; with one, the bar follows every change.
+        let done = |c: crate::search::Counts| c.succeeded + c.failed;
+        if (lines && done(c) != done(shown)) || (!lines && c != shown) {
+            shown = c;
+            progress(&search);
         }
         if search.phase() != Phase::Running && jobs.is_empty() && probes.is_empty() {
             break;

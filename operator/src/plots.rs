@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -154,14 +155,7 @@ where
         .map_err(|e| anyhow!("{e}"))?
         .label("best so far")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| anyhow!("{e}"))?;
-    Ok(())
+    legend(&mut chart)
 }
 
 fn pareto_chart<DB: DrawingBackend>(
@@ -212,12 +206,21 @@ where
                 .map(|&(x, y)| Circle::new((x, y), 5, RED.filled())),
         )
         .map_err(|e| anyhow!("{e}"))?;
+    legend(&mut chart)
+}
+
+/// The legend box both charts use, in their lower-right corner.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .position(SeriesLabelPosition::LowerRight)
         .draw()
-        .map_err(|e| anyhow!("{e}"))?;
-    Ok(())
+        .map_err(|e| anyhow!("{e}"))
 }
