@@ -127,12 +127,20 @@ pub enum FailureReason {
     Terminated,
     /// Anything else (a libtorch error, an I/O error writing outputs).
     Internal,
+    /// Operator-side: the result document was missing, unreadable or untrustworthy.
+    BadResult,
+    /// Operator-side: the pod ran past `trial.activeDeadlineSeconds`.
+    DeadlineExceeded,
+    /// Operator-side: the child's latency probe failed.
+    ProbeFailed,
+    /// Operator-side: the pod was evicted, preempted or lost with its node too many times.
+    Disrupted,
 }
 
 impl FailureReason {
     /// The trainer's exit code for this failure: 2 bad input or data, 3 out of memory,
     /// 4 device unavailable, 5 diverged, 143 terminated (128 + SIGTERM, the shell convention),
-    /// 1 otherwise.
+    /// 1 otherwise (the operator-side reasons never come from an exit code).
     pub const fn exit_code(self) -> u8 {
         match self {
             Self::InvalidInput | Self::DataError => 2,
@@ -140,7 +148,11 @@ impl FailureReason {
             Self::DeviceUnavailable => 4,
             Self::Diverged => 5,
             Self::Terminated => 143,
-            Self::Internal => 1,
+            Self::Internal
+            | Self::BadResult
+            | Self::DeadlineExceeded
+            | Self::ProbeFailed
+            | Self::Disrupted => 1,
         }
     }
 
@@ -164,6 +176,43 @@ impl FailureReason {
             self,
             Self::OutOfMemory | Self::DeviceUnavailable | Self::Internal
         )
+    }
+
+    /// Every reason, in declaration order.
+    pub const ALL: [Self; 11] = [
+        Self::InvalidInput,
+        Self::DataError,
+        Self::OutOfMemory,
+        Self::DeviceUnavailable,
+        Self::Diverged,
+        Self::Terminated,
+        Self::Internal,
+        Self::BadResult,
+        Self::DeadlineExceeded,
+        Self::ProbeFailed,
+        Self::Disrupted,
+    ];
+
+    /// The CamelCase name (as serialized, and as a trial's `status.reason`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "InvalidInput",
+            Self::DataError => "DataError",
+            Self::OutOfMemory => "OutOfMemory",
+            Self::DeviceUnavailable => "DeviceUnavailable",
+            Self::Diverged => "Diverged",
+            Self::Terminated => "Terminated",
+            Self::Internal => "Internal",
+            Self::BadResult => "BadResult",
+            Self::DeadlineExceeded => "DeadlineExceeded",
+            Self::ProbeFailed => "ProbeFailed",
+            Self::Disrupted => "Disrupted",
+        }
+    }
+
+    /// The reason named `name` (see [`Self::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
     }
 }
 
@@ -553,6 +602,14 @@ mod tests {
         assert_eq!(FailureReason::from_exit_code(0), None);
         assert!(FailureReason::OutOfMemory.retryable());
         assert!(!FailureReason::Diverged.retryable());
+        for reason in FailureReason::ALL {
+            assert_eq!(FailureReason::from_name(reason.name()), Some(reason));
+            assert_eq!(
+                serde_json::to_value(reason).unwrap(),
+                serde_json::json!(reason.name())
+            );
+        }
+        assert_eq!(FailureReason::from_name("Evicted"), None);
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the Kubernetes operator: reconcile ArchitectureSearches, ChildTrials and
+    /// LatencyProbes; serve /metrics, /healthz and /readyz. Uses the in-cluster service
+    /// account, or $KUBECONFIG / ~/.kube/config outside a cluster.
+    Operator(OperatorArgs),
     /// Inspect search spaces and genotypes.
     Space {
         /// What to inspect.
@@ -246,4 +250,49 @@ pub struct BenchSearchArgs {
     /// One JSON object per row instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+/// `nasop operator` flags (each also read from the environment).
+#[derive(Args, Debug, Clone)]
+pub struct OperatorArgs {
+    /// Namespaces to watch, comma-separated or repeated (default: all namespaces).
+    #[arg(long = "namespace", env = "NASOP_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Reconciles run at once per controller (0: unbounded).
+    #[arg(long, env = "NASOP_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "NASOP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Log format.
+    #[arg(long, env = "NASOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing-subscriber EnvFilter syntax, e.g. `info,nasop=debug`).
+    #[arg(long, env = "NASOP_LOG", default_value = "info")]
+    pub log: String,
+    /// Elect one active replica with a coordination.k8s.io Lease (others wait).
+    #[arg(long, env = "NASOP_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "NASOP_LEASE_NAME", default_value = "nasop-operator")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the Lease and in Events (default: $POD_NAME, else the host
+    /// name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a Lease holds without renewal (Kubernetes' own components use 15).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_seconds: u64,
 }

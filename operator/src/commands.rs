@@ -124,9 +124,22 @@ pub fn train_args<'a>(
     a
 }
 
+/// The probe input `[N, C, H, W]` and classes of a child: the probe template's input shape, or
+/// batch 1 of the dataset's image shape; `None` when neither is known (an image folder without
+/// `probe.inputShape`) or the image is not square.
+pub fn probe_input<'a>(spec: impl Into<ChildSpec<'a>>) -> Option<([i64; 4], i64)> {
+    let spec = spec.into();
+    let known = dataset_shape(spec.trial.dataset.format);
+    let shape = match (spec.probe.and_then(|p| p.input_shape.as_ref()), known) {
+        (Some(s), _) if s.len() == 4 => [s[0], s[1], s[2], s[3]].map(i64::from),
+        (None, Some((shape, _))) => shape,
+        _ => return None,
+    };
+    (shape[2] == shape[3]).then_some((shape, known.map_or(10, |(_, classes)| classes)))
+}
+
 /// `nasop-trainer probe` arguments for child `genotype`, with the trained weights when
-/// `weights` is given. The input shape is the probe template's, or batch 1 of the dataset's
-/// image shape; `None` when neither is known (an image folder without `probe.inputShape`).
+/// `weights` is given (input from [`probe_input`]; `None` when it is unknown).
 pub fn probe_args<'a>(
     spec: impl Into<ChildSpec<'a>>,
     genotype: &str,
@@ -134,21 +147,34 @@ pub fn probe_args<'a>(
     outputs: &Outputs,
 ) -> Option<Vec<String>> {
     let spec = spec.into();
-    let probe = spec.probe.cloned().unwrap_or_else(|| {
-        serde_json::from_value(serde_json::json!({})).expect("every probe field has a default")
-    });
-    let (shape, classes) = match (&probe.input_shape, dataset_shape(spec.trial.dataset.format)) {
-        (Some(s), Some((_, classes))) if s.len() == 4 => {
-            ([s[0], s[1], s[2], s[3]].map(i64::from), classes)
-        }
-        (None, Some(known)) => known,
-        _ => return None,
-    };
-    if shape[2] != shape[3] {
-        return None;
-    }
+    let (shape, classes) = probe_input(spec)?;
+    let default = ProbeTemplate::default();
+    let probe = spec.probe.unwrap_or(&default);
+    Some(probe_command(
+        spec.search_space,
+        probe,
+        shape,
+        classes,
+        genotype,
+        weights,
+        outputs,
+    ))
+}
+
+/// `nasop-trainer probe` arguments from explicit parts: the space's network flags, input
+/// `shape` `[N, C, H, W]` (square images), `classes`, the template's repeats, warm-up, threads
+/// and device, the weights when given, and the outputs.
+pub fn probe_command(
+    space: &SearchSpaceSpec,
+    probe: &ProbeTemplate,
+    shape: [i64; 4],
+    classes: i64,
+    genotype: &str,
+    weights: Option<&str>,
+    outputs: &Outputs,
+) -> Vec<String> {
     let mut a: Vec<String> = vec!["probe".into(), "--genotype".into(), genotype.into()];
-    a.extend(net_args(spec.search_space));
+    a.extend(net_args(space));
     a.extend([
         "--batch".into(),
         shape[0].to_string(),
@@ -179,7 +205,7 @@ pub fn probe_args<'a>(
         "--termination-log".into(),
         outputs.termination_log.clone(),
     ]);
-    Some(a)
+    a
 }
 
 fn outputs_args(o: &Outputs) -> Vec<String> {

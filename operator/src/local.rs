@@ -678,70 +678,27 @@ fn resume(
             dir.display()
         );
     }
-    let pending: std::collections::BTreeSet<ProposalId> = strategy.pending().into_iter().collect();
-    let mut trials = Vec::new();
-    let mut replay = Vec::new();
-    for t in logged {
-        if pending.contains(&t.id) && t.state != TrialState::Running {
-            replay.push(t.clone());
-            trials.push(Trial {
-                state: TrialState::Running,
-                ..t
-            });
-        } else if t.state == TrialState::Running && !pending.contains(&t.id) {
-            // Started in the log, unknown to the strategy: cannot happen with the write order
-            // (state saved before the start is logged); drop it.
-            continue;
-        } else {
-            trials.push(t);
+    let resumed = crate::search::resume(spec, space, strategy, logged)?;
+    if !resumed.missing.is_empty() {
+        // Started by the strategy, never logged: log the start before running them.
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("trials.jsonl"))?;
+        for t in &resumed.missing {
+            writeln!(
+                log,
+                "{}",
+                serde_json::to_string(&Event::Started {
+                    id: t.id,
+                    genotype: t.genotype.to_string(),
+                    hash: t.genotype.hash().as_str().to_string(),
+                })?
+            )?;
         }
+        log.sync_data()?;
     }
-    let known: std::collections::BTreeSet<ProposalId> = trials.iter().map(|t| t.id).collect();
-    let missing: Vec<(ProposalId, Vec<usize>)> = strategy
-        .core()
-        .pending
-        .iter()
-        .filter(|(id, _)| !known.contains(id))
-        .map(|(id, p)| (*id, p.decisions.clone()))
-        .collect();
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("trials.jsonl"))?;
-    for (id, decisions) in missing {
-        let g = space.decode(&decisions)?;
-        let t = Trial {
-            id,
-            genotype: g.to_string(),
-            hash: g.hash().as_str().to_string(),
-            state: TrialState::Running,
-        };
-        writeln!(
-            log,
-            "{}",
-            serde_json::to_string(&Event::Started {
-                id,
-                genotype: t.genotype.clone(),
-                hash: t.hash.clone(),
-            })?
-        )?;
-        trials.push(t);
-    }
-    log.sync_data()?;
-    let mut search = Search::with_strategy(spec, strategy, trials);
-    for t in replay {
-        match t.state {
-            TrialState::Succeeded {
-                metrics,
-                latency_ms,
-                ..
-            } => {
-                search.succeed(t.id, metrics, latency_ms)?;
-            }
-            TrialState::Failed { reason, message } => search.fail(t.id, reason, message)?,
-            TrialState::Running => {}
-        }
-    }
+    let search = resumed.search;
     Ok(search)
 }
 

@@ -220,6 +220,12 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<Option<u8>> {
                 write!(out, "{}", nasop::local::render(&summary))?;
             }
         }
+        Command::Operator(args) => {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(nasop::serve::run(args))?;
+        }
         Command::BenchSearch(args) => {
             let rows = bench_search(&args)?;
             if args.json {

@@ -300,6 +300,16 @@ pub fn check(search: &ArchitectureSearch) -> Result<SearchSpace, ManifestError> 
             space.size()
         )]));
     }
+    if search.spec.objective.latency.is_some()
+        && crate::commands::probe_input(&search.spec).is_none()
+    {
+        return Err(ManifestError::Rules(vec![
+            "spec.probe.inputShape: required (4 numbers [1, C, H, H], square images) with a \
+             latency objective when spec.trial.dataset.format does not fix the image shape \
+             (ImageFolder)"
+                .into(),
+        ]));
+    }
     Ok(space)
 }
 
@@ -353,6 +363,20 @@ spec:
         let search = parse(GOOD).unwrap();
         let space = check(&search).unwrap();
         assert_eq!(space.decisions().len(), 6);
+    }
+
+    #[test]
+    fn a_latency_objective_on_an_image_folder_needs_the_probe_input_shape() {
+        let folder = GOOD
+            .replace("format: CIFAR10", "format: ImageFolder")
+            .replace(
+                "  trial:",
+                "  objective: {latency: {targetMs: 5, deviceClass: pixel}}\n  trial:",
+            );
+        let msg = error(&folder);
+        assert!(msg.contains("spec.probe.inputShape: required"), "{msg}");
+        let shaped = format!("{folder}  probe: {{inputShape: [1, 3, 64, 64]}}\n");
+        assert!(check(&parse(&shaped).unwrap()).is_ok());
     }
 
     #[test]

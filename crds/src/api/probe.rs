@@ -58,9 +58,18 @@ pub struct LatencyProbeSpec {
     /// The trial that asked for the measurement, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trial_name: Option<String>,
+    /// Output classes of the network (its classifier width; 10 for CIFAR-10 and
+    /// Fashion-MNIST).
+    #[serde(default = "default_classes")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub classes: i32,
     /// Image, placement, repeats, warm-up, threads and input shape.
     #[serde(flatten)]
     pub settings: ProbeTemplate,
+}
+
+fn default_classes() -> i32 {
+    10
 }
 
 named_enum! {
@@ -93,6 +102,9 @@ pub struct LatencyProbeStatus {
     /// The probe pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,
+    /// Probe pods started (retries included).
+    #[serde(default)]
+    pub attempts: i32,
     /// Another probe of the same genotype and device class whose result was reused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_from: Option<String>,

@@ -56,7 +56,7 @@ use crate::space::{named_enum, SearchSpaceSpec};
         json_path = ".spec.strategy.algorithm",
         priority = 1
     ),
-    validation = Rule::new("self.metadata.name.size() <= 63").message("metadata.name must be at most 63 characters: it is the value of the nasop.dev/search label of every trial"),
+    validation = Rule::new("self.metadata.name.size() <= 56").message("metadata.name must be at most 56 characters: trial names are <name>-<up to 6 digits>, and a trial name is a label value (at most 63 characters)"),
     cel
 )]
 #[serde(rename_all = "camelCase")]

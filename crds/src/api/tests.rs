@@ -353,6 +353,7 @@ fn probe_spec_flattens_its_settings_and_checks_its_space() {
             genotype,
             device_class: "pixel-1".into(),
             trial_name: None,
+            classes: 1000,
             settings: ProbeTemplate {
                 input_shape: Some(vec![1, 3, 224, 224]),
                 ..Default::default()

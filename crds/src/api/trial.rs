@@ -105,6 +105,10 @@ pub struct ChildTrialStatus {
     /// Trainer pods started (retries after preemption, eviction or node loss included).
     #[serde(default)]
     pub attempts: i32,
+    /// Of `attempts`, those lost to eviction, preemption, node loss or pod deletion: they are
+    /// retried and do not count against `trial.maxAttempts`.
+    #[serde(default)]
+    pub disruptions: i32,
     /// The current or last trainer pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,

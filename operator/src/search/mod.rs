@@ -89,6 +89,9 @@ pub enum Phase {
     Failed,
     /// The space has no unproposed child left; every proposed child finished.
     Exhausted,
+    /// Stopped early ([`Search::stop`]: deadline or GPU hours spent); every started child
+    /// finished.
+    Stopped,
 }
 
 /// Trial counts.
@@ -133,6 +136,7 @@ pub struct Search {
     trials: BTreeMap<ProposalId, Trial>,
     counts: Counts,
     exhausted: bool,
+    stopped: bool,
 }
 
 impl Search {
@@ -168,6 +172,7 @@ impl Search {
             strategy,
             trials: trials.into_iter().map(|t| (t.id, t)).collect(),
             exhausted: false,
+            stopped: false,
         }
     }
 
@@ -185,22 +190,36 @@ impl Search {
             Phase::Succeeded
         } else if self.exhausted && c.running == 0 {
             Phase::Exhausted
+        } else if self.stopped && c.running == 0 {
+            Phase::Stopped
         } else {
             Phase::Running
         }
+    }
+
+    /// Starts no more children (a budget other than `maxTrials` is spent); the running ones
+    /// finish and are recorded.
+    pub fn stop(&mut self) {
+        self.stopped = true;
     }
 
     /// Children to start now: up to `parallelism` running, `maxTrials` started in all; none
     /// once the search failed. Each is recorded as running.
     pub fn launch(&mut self) -> Vec<Proposal> {
         let c = self.counts();
-        if self.phase() != Phase::Running || self.max_failed.is_some_and(|m| c.failed > m) {
+        if self.stopped
+            || self.phase() != Phase::Running
+            || self.max_failed.is_some_and(|m| c.failed > m)
+        {
             return Vec::new();
         }
+        // Proposals made count even when their record is gone (a ChildTrial deleted by hand):
+        // the budget is never exceeded.
+        let started = c.started.max(self.strategy.counts().proposed as usize);
         let room = self
             .parallelism
             .saturating_sub(c.running)
-            .min(self.max_trials.saturating_sub(c.started));
+            .min(self.max_trials.saturating_sub(started));
         if room == 0 {
             return Vec::new();
         }
@@ -322,6 +341,103 @@ impl Search {
     }
 }
 
+/// A search rebuilt from its saved strategy and the trials recorded outside it (the
+/// `trials.jsonl` of `nasop run`, the ChildTrials of the operator).
+pub struct Resumed {
+    /// The search, every recorded result consumed exactly once.
+    pub search: Search,
+    /// Results the strategy had not seen and was given now, by id.
+    pub told: Vec<ProposalId>,
+    /// Proposals the strategy waits for that no record holds (the driver was stopped between
+    /// saving the state and starting them): running in `search`; start them.
+    pub missing: Vec<Proposal>,
+    /// Recorded running trials the strategy does not wait for (never the case with the write
+    /// order "save the state, then start"); left out of `search`.
+    pub unknown: Vec<ProposalId>,
+}
+
+/// Resumes a search: the recorded trials whose proposals the strategy still waits for and
+/// that finished are told now, in id order (a refused result is recorded as
+/// [`FailureReason::BadResult`]); the others are taken as they are.
+///
+/// # Errors
+/// [`SearchError::Strategy`] when a pending proposal's decisions do not decode in `space`
+/// (a state of another space).
+pub fn resume(
+    spec: &ArchitectureSearchSpec,
+    space: &SearchSpace,
+    strategy: Box<dyn Strategy>,
+    recorded: Vec<Trial>,
+) -> Result<Resumed, SearchError> {
+    let pending: std::collections::BTreeSet<ProposalId> = strategy.pending().into_iter().collect();
+    let mut trials = Vec::with_capacity(recorded.len());
+    let mut replay = Vec::new();
+    let mut unknown = Vec::new();
+    for t in recorded {
+        if pending.contains(&t.id) && t.state != TrialState::Running {
+            replay.push(t.clone());
+            trials.push(Trial {
+                state: TrialState::Running,
+                ..t
+            });
+        } else if t.state == TrialState::Running && !pending.contains(&t.id) {
+            unknown.push(t.id);
+        } else {
+            trials.push(t);
+        }
+    }
+    let known: std::collections::BTreeSet<ProposalId> = trials.iter().map(|t| t.id).collect();
+    let mut missing = Vec::new();
+    for (id, p) in &strategy.core().pending {
+        if known.contains(id) {
+            continue;
+        }
+        let genotype = space
+            .decode(&p.decisions)
+            .map_err(|e| StrategyError::State(format!("pending proposal {id}: {e}")))?;
+        missing.push(Proposal {
+            id: *id,
+            genotype,
+            decisions: p.decisions.clone(),
+            log_prob: p.log_prob,
+        });
+    }
+    trials.extend(missing.iter().map(|p| Trial {
+        id: p.id,
+        genotype: p.genotype.to_string(),
+        hash: p.genotype.hash().as_str().to_string(),
+        state: TrialState::Running,
+    }));
+    let mut search = Search::with_strategy(spec, strategy, trials);
+    replay.sort_by_key(|t| t.id);
+    let mut told = Vec::with_capacity(replay.len());
+    for t in replay {
+        match t.state {
+            TrialState::Succeeded {
+                metrics,
+                latency_ms,
+                ..
+            } => match search.succeed(t.id, metrics, latency_ms) {
+                Err(SearchError::BadResult { message, .. }) => {
+                    search.fail(t.id, FailureReason::BadResult, message)?
+                }
+                other => {
+                    other?;
+                }
+            },
+            TrialState::Failed { reason, message } => search.fail(t.id, reason, message)?,
+            TrialState::Running => continue,
+        }
+        told.push(t.id);
+    }
+    Ok(Resumed {
+        search,
+        told,
+        missing,
+        unknown,
+    })
+}
+
 /// The summary of `trials` (see [`Search::summary`]), with the given phase.
 pub fn summarize<'a>(trials: impl Iterator<Item = &'a Trial>, top: usize, phase: Phase) -> Summary {
     let trials: Vec<&Trial> = trials.collect();
@@ -430,6 +546,8 @@ pub struct FailureCount {
     pub message: String,
 }
 
+pub mod children;
+pub mod controller;
 pub mod policy_store;
 pub mod status;
 

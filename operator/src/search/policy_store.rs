@@ -2,9 +2,14 @@
 //! (kubernetes.io/docs/concepts/configuration/configmap: "The data stored in a ConfigMap cannot
 //! exceed 1 MiB"), and a controller's state (weights and Adam moments) is about 1.05 MB at 100
 //! LSTM units. The bytes are therefore split into parts of at most [`PART_BYTES`], one
-//! ConfigMap each (`<search>-policy-<k>`). Part 0 also carries the part count, the length and
-//! the SHA-256 of the whole, so a reader never trusts a half-written state. Pure: the
-//! controller applies and reads the ConfigMaps.
+//! ConfigMap each.
+//!
+//! The head ConfigMap `<search>-policy` holds part 0 and names the slot (`a` or `b`) of the
+//! other parts (`<search>-policy-<slot>-<k>`), with the part count, the length and the SHA-256
+//! of the whole. An update writes its parts into the slot the head does not name, then the
+//! head (one object: an atomic write). A writer stopped half-way leaves the old head and its
+//! intact slot; a reader checks the checksum and never trusts a mixed state. Pure: the
+//! controller applies and reads the ConfigMaps in the order [`to_config_maps`] gives.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +28,8 @@ pub const PARTS_ANNOTATION: &str = "nasop.dev/policy-parts";
 pub const SHA256_ANNOTATION: &str = "nasop.dev/policy-sha256";
 /// Annotation of part 0: length of the whole state, bytes.
 pub const LENGTH_ANNOTATION: &str = "nasop.dev/policy-bytes";
+/// Annotation of the head: the slot (`a` or `b`) of parts 1 and up.
+pub const SLOT_ANNOTATION: &str = "nasop.dev/policy-slot";
 
 /// Why stored parts cannot be read back.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -39,14 +46,58 @@ pub enum StoreError {
 }
 
 /// The name of part `k` of a search's policy state.
-pub fn part_name(search: &str, k: usize) -> String {
-    format!("{search}-policy-{k}")
+pub fn part_name(search: &str, slot: Slot, k: usize) -> String {
+    if k == 0 {
+        head_name(search)
+    } else {
+        format!("{search}-policy-{}-{k}", slot.name())
+    }
 }
 
-/// Splits `state` into ConfigMaps (in namespace `namespace`, labelled with the search), part 0
-/// carrying the count, length and checksum. Write parts 1.. before part 0: a reader that sees
-/// the new part 0 then finds every part it names.
-pub fn to_config_maps(search: &str, namespace: &str, state: &[u8]) -> Vec<ConfigMap> {
+/// The name of the head ConfigMap (part 0) of a search's state.
+pub fn head_name(search: &str) -> String {
+    format!("{search}-policy")
+}
+
+/// One of the two sets of part names an update alternates between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// Parts `<search>-policy-a-<k>`.
+    A,
+    /// Parts `<search>-policy-b-<k>`.
+    B,
+}
+
+impl Slot {
+    /// `a` or `b`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::A => "a",
+            Slot::B => "b",
+        }
+    }
+
+    /// The slot the next update writes: the one `maps`' head does not name (`A` without a
+    /// head).
+    pub fn next(search: &str, maps: &[ConfigMap]) -> Slot {
+        let head = maps
+            .iter()
+            .find(|m| m.metadata.name.as_deref() == Some(head_name(search).as_str()));
+        match head
+            .and_then(|h| h.metadata.annotations.as_ref())
+            .and_then(|a| a.get(SLOT_ANNOTATION))
+            .map(String::as_str)
+        {
+            Some("a") => Slot::B,
+            _ => Slot::A,
+        }
+    }
+}
+
+/// Splits `state` into ConfigMaps (in namespace `namespace`, labelled with the search), the
+/// head carrying the count, length, checksum and `slot`. Returned in write order: parts 1..
+/// of `slot` first, the head last (choose `slot` with [`Slot::next`]).
+pub fn to_config_maps(search: &str, namespace: &str, state: &[u8], slot: Slot) -> Vec<ConfigMap> {
     let chunks: Vec<&[u8]> = if state.is_empty() {
         vec![&[][..]]
     } else {
@@ -62,11 +113,12 @@ pub fn to_config_maps(search: &str, namespace: &str, state: &[u8]) -> Vec<Config
                     (PARTS_ANNOTATION.to_string(), chunks.len().to_string()),
                     (SHA256_ANNOTATION.to_string(), digest.clone()),
                     (LENGTH_ANNOTATION.to_string(), state.len().to_string()),
+                    (SLOT_ANNOTATION.to_string(), slot.name().to_string()),
                 ])
             });
             ConfigMap {
                 metadata: ObjectMeta {
-                    name: Some(part_name(search, k)),
+                    name: Some(part_name(search, slot, k)),
                     namespace: Some(namespace.to_string()),
                     labels: Some(BTreeMap::from([
                         ("nasop.dev/search".to_string(), search.to_string()),
@@ -85,6 +137,9 @@ pub fn to_config_maps(search: &str, namespace: &str, state: &[u8]) -> Vec<Config
                 ..ConfigMap::default()
             }
         })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
         .collect()
 }
 
@@ -98,7 +153,7 @@ pub fn from_config_maps(search: &str, maps: &[ConfigMap]) -> Result<Vec<u8>, Sto
         maps.iter()
             .find(|m| m.metadata.name.as_deref() == Some(name))
     };
-    let first = part(&part_name(search, 0)).ok_or(StoreError::MissingPart(0))?;
+    let first = part(&head_name(search)).ok_or(StoreError::MissingPart(0))?;
     let note = |key: &'static str| -> Result<&String, StoreError> {
         first
             .metadata
@@ -114,12 +169,17 @@ pub fn from_config_maps(search: &str, maps: &[ConfigMap]) -> Result<Vec<u8>, Sto
         .parse()
         .map_err(|_| StoreError::BadAnnotation(LENGTH_ANNOTATION))?;
     let digest = note(SHA256_ANNOTATION)?.clone();
+    let slot = match note(SLOT_ANNOTATION)?.as_str() {
+        "a" => Slot::A,
+        "b" => Slot::B,
+        _ => return Err(StoreError::BadAnnotation(SLOT_ANNOTATION)),
+    };
     let mut state = Vec::with_capacity(length);
     for k in 0..parts {
         let cm = if k == 0 {
             first
         } else {
-            part(&part_name(search, k)).ok_or(StoreError::MissingPart(k))?
+            part(&part_name(search, slot, k)).ok_or(StoreError::MissingPart(k))?
         };
         let bytes = cm
             .binary_data
@@ -163,8 +223,19 @@ mod tests {
         };
         let state = strategy::build(&space, &spec, 0).unwrap().save();
         assert!(state.len() > 1_000_000, "{} bytes", state.len());
-        let maps = to_config_maps("s", "ns", &state);
+        let maps = to_config_maps("s", "ns", &state, Slot::A);
         assert_eq!(maps.len(), 2);
+        let names: Vec<_> = maps
+            .iter()
+            .map(|m| m.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["s-policy-a-1", "s-policy"],
+            "parts first, head last"
+        );
+        assert_eq!(Slot::next("s", &maps), Slot::B);
+        assert_eq!(Slot::next("s", &[]), Slot::A);
         for m in &maps {
             let bytes = serde_json::to_vec(m).unwrap().len();
             assert!(
@@ -180,28 +251,37 @@ mod tests {
     fn half_written_or_missing_parts_are_not_trusted() {
         let a: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
         let b: Vec<u8> = a.iter().map(|x| x.wrapping_add(1)).collect();
-        let old = to_config_maps("s", "ns", &a);
-        let new = to_config_maps("s", "ns", &b);
-        // New part 0 with an old part 1: the checksum tells.
-        let mixed = vec![new[0].clone(), old[1].clone(), new[2].clone()];
+        // Write order: [part 2, part 1, head].
+        let old = to_config_maps("s", "ns", &a, Slot::A);
+        let new = to_config_maps("s", "ns", &b, Slot::next("s", &old));
+        assert_eq!(new[2].metadata.name.as_deref(), Some("s-policy"));
+        assert_eq!(new[0].metadata.name.as_deref(), Some("s-policy-b-2"));
+        // A writer stopped before the head: the old head still reads its own intact slot.
+        let stopped: Vec<ConfigMap> = old.iter().chain(&new[..2]).cloned().collect();
+        assert_eq!(from_config_maps("s", &stopped).unwrap(), a);
+        // After the head: the new state, whatever the old slot holds.
+        let done: Vec<ConfigMap> = old[..2].iter().chain(&new).cloned().collect();
+        assert_eq!(from_config_maps("s", &done).unwrap(), b);
+        // A part of the wrong content under the right name: the checksum tells.
+        let mut forged = new.clone();
+        forged[1].binary_data = old[1].binary_data.clone();
         assert_eq!(
-            from_config_maps("s", &mixed),
+            from_config_maps("s", &forged),
             Err(StoreError::Mismatch("sha256"))
         );
         assert_eq!(
-            from_config_maps("s", &new[..2]),
+            from_config_maps("s", &new[1..]),
             Err(StoreError::MissingPart(2))
         );
         assert_eq!(from_config_maps("s", &[]), Err(StoreError::MissingPart(0)));
-        let mut bare = new[0].clone();
+        let mut bare = new[2].clone();
         bare.metadata.annotations = None;
         assert_eq!(
             from_config_maps("s", &[bare]),
             Err(StoreError::BadAnnotation(PARTS_ANNOTATION))
         );
-        assert_eq!(from_config_maps("s", &new).unwrap(), b);
         assert_eq!(
-            from_config_maps("e", &to_config_maps("e", "ns", &[])).unwrap(),
+            from_config_maps("e", &to_config_maps("e", "ns", &[], Slot::B)).unwrap(),
             Vec::<u8>::new()
         );
     }

@@ -72,7 +72,7 @@ pub fn search_status(
     let phase = match summary.phase {
         Phase::Running if summary.counts.started == 0 => SearchPhase::Pending,
         Phase::Running => SearchPhase::Running,
-        Phase::Succeeded | Phase::Exhausted => SearchPhase::Succeeded,
+        Phase::Succeeded | Phase::Exhausted | Phase::Stopped => SearchPhase::Succeeded,
         Phase::Failed => SearchPhase::Failed,
     };
     let finished = matches!(phase, SearchPhase::Succeeded | SearchPhase::Failed);
@@ -82,7 +82,9 @@ pub fn search_status(
             reason::TRIALS_RUNNING,
             reason::HEALTHY,
         ),
-        Phase::Succeeded => (reason::BUDGET_SPENT, reason::BUDGET_SPENT, reason::HEALTHY),
+        Phase::Succeeded | Phase::Stopped => {
+            (reason::BUDGET_SPENT, reason::BUDGET_SPENT, reason::HEALTHY)
+        }
         Phase::Exhausted => (
             reason::SPACE_EXHAUSTED,
             reason::SPACE_EXHAUSTED,

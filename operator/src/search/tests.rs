@@ -136,3 +136,100 @@ fn a_small_space_ends_exhausted() {
     assert_eq!(n, 64);
     assert_eq!(s.phase(), Phase::Exhausted);
 }
+
+#[test]
+fn a_stopped_search_lets_running_trials_finish_and_starts_none() {
+    let (spec, space) = spec("");
+    let mut s = Search::new(&spec, &space, 0).unwrap();
+    let first = s.launch();
+    assert_eq!(first.len(), 3);
+    s.stop();
+    assert_eq!(s.phase(), Phase::Running, "three still run");
+    s.succeed(first[0].id, metrics(0.5), None).unwrap();
+    assert!(s.launch().is_empty());
+    s.fail(first[1].id, FailureReason::Internal, "x".into())
+        .unwrap();
+    s.succeed(first[2].id, metrics(0.7), None).unwrap();
+    assert_eq!(s.phase(), Phase::Stopped);
+    assert_eq!(s.counts().started, 3);
+}
+
+#[test]
+fn resume_tells_each_recorded_result_once_and_finds_missing_children() {
+    let (mut spec, space) = spec("");
+    spec.budget.parallelism = 4;
+    let mut s = Search::new(&spec, &space, 0).unwrap();
+    let p = s.launch();
+    s.succeed(p[0].id, metrics(0.5), None).unwrap();
+    let saved = s.strategy().save();
+    // After the save: p[1] succeeded, p[2] failed, p[3] never recorded (still running).
+    let record = |t: &crate::strategy::Proposal, state: TrialState| Trial {
+        id: t.id,
+        genotype: t.genotype.to_string(),
+        hash: t.genotype.hash().as_str().to_string(),
+        state,
+    };
+    let recorded = vec![
+        record(
+            &p[2],
+            TrialState::Failed {
+                reason: FailureReason::OutOfMemory,
+                message: "oom".into(),
+            },
+        ),
+        record(
+            &p[0],
+            TrialState::Succeeded {
+                metrics: metrics(0.5),
+                latency_ms: None,
+                reward: 0.5,
+            },
+        ),
+        record(
+            &p[1],
+            TrialState::Succeeded {
+                metrics: metrics(0.6),
+                latency_ms: None,
+                reward: 0.6,
+            },
+        ),
+    ];
+    let strategy = crate::strategy::restore(&space, &spec.strategy, &saved).unwrap();
+    let r = resume(&spec, &space, strategy, recorded).unwrap();
+    assert_eq!(
+        r.told,
+        vec![p[1].id, p[2].id],
+        "p[0] was consumed before the save"
+    );
+    assert_eq!(r.missing.len(), 1);
+    assert_eq!(r.missing[0].id, p[3].id);
+    assert_eq!(r.missing[0].genotype, p[3].genotype);
+    assert!(r.unknown.is_empty());
+    let c = r.search.counts();
+    assert_eq!((c.started, c.running, c.succeeded, c.failed), (4, 1, 2, 1));
+    assert_eq!(r.search.strategy().pending(), vec![p[3].id]);
+    let sc = r.search.strategy().counts();
+    assert_eq!((sc.told, sc.failed), (2, 1));
+}
+
+#[test]
+fn deleted_records_do_not_open_room_beyond_max_trials() {
+    let (spec, space) = spec("");
+    let mut s = Search::new(&spec, &space, 0).unwrap();
+    let p = s.launch();
+    for t in &p {
+        s.succeed(t.id, metrics(0.5), None).unwrap();
+    }
+    let more = s.launch();
+    assert_eq!(p.len() + more.len(), 6);
+    // Resumed with the first three records gone: 6 proposals made, only 1 more may start.
+    let saved = s.strategy().save();
+    let kept: Vec<Trial> = s.trials().filter(|t| t.id >= 3).cloned().collect();
+    let strategy = crate::strategy::restore(&space, &spec.strategy, &saved).unwrap();
+    let mut r = resume(&spec, &space, strategy, kept).unwrap().search;
+    assert_eq!(r.counts().started, 3);
+    for t in &more {
+        r.succeed(t.id, metrics(0.6), None).unwrap();
+    }
+    assert_eq!(r.launch().len(), 1, "maxTrials 7");
+}

@@ -1,3 +1,6 @@
-//! The `ChildTrial` controller's pure parts: the trainer Pod it creates.
+//! The `ChildTrial` kind: its trainer Pod ([`pod`]), what it needs next ([`plan`]), and the
+//! reconciler that carries that out ([`controller`]).
 
+pub mod controller;
+pub mod plan;
 pub mod pod;

@@ -1,22 +1,16 @@
 //! The trainer Pod of a `ChildTrial` attempt. Pure: built from the trial alone, compared in
-//! full by the tests.
-//!
-//! Security follows the Kubernetes "restricted" Pod Security Standard
-//! (kubernetes.io/docs/concepts/security/pod-security-standards): non-root, no privilege
-//! escalation, all capabilities dropped, RuntimeDefault seccomp, plus a read-only root file
-//! system and no service-account token (trainers never call the API).
+//! full by the tests. Security settings: [`crate::pods`].
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, Pod,
-    PodSecurityContext, PodSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume, VolumeMount};
 use kube::api::ObjectMeta;
 use kube::Resource;
 use nasop_crds::api::{ChildTrial, DatasetVolume};
 
 use crate::commands::{train_args, Outputs};
+use crate::pods::{container_security, node_name_env, pod_security, scratch};
+pub use crate::pods::{SCRATCH, TERMINATION_LOG, TRAINER_UID};
 
 /// Label of the owning search (also on the ChildTrial).
 pub const SEARCH_LABEL: &str = "nasop.dev/search";
@@ -26,13 +20,6 @@ pub const TRIAL_LABEL: &str = "nasop.dev/trial";
 pub const ATTEMPT_LABEL: &str = "nasop.dev/attempt";
 /// Label naming the pod's role: `trainer` or `probe`.
 pub const ROLE_LABEL: &str = "nasop.dev/role";
-/// The container's termination message path, where the trainer writes its result JSON
-/// (Kubernetes' default path; at most 4096 bytes are kept).
-pub const TERMINATION_LOG: &str = "/dev/termination-log";
-/// The user and group trainer containers run as (the images' non-root user).
-pub const TRAINER_UID: i64 = 65532;
-/// Writable scratch space (the root file system is read-only).
-pub const SCRATCH: &str = "/tmp";
 
 /// Why a Pod cannot be built.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -97,28 +84,11 @@ pub fn trainer_pod(trial: &ChildTrial, attempt: i32) -> Result<Pod, PodError> {
             checkpoint: None,
         },
     );
-    let mut env = vec![EnvVar {
-        name: "NODE_NAME".into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: "spec.nodeName".into(),
-                ..ObjectFieldSelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }];
+    let mut env = vec![node_name_env()];
     env.extend(t.env.iter().cloned());
-    let mut mounts = vec![VolumeMount {
-        name: "scratch".into(),
-        mount_path: SCRATCH.into(),
-        ..VolumeMount::default()
-    }];
-    let mut volumes = vec![Volume {
-        name: "scratch".into(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    }];
+    let (scratch_volume, scratch_mount) = scratch();
+    let mut mounts = vec![scratch_mount];
+    let mut volumes = vec![scratch_volume];
     if let Some(source) = &t.dataset.volume {
         mounts.push(VolumeMount {
             name: "dataset".into(),
@@ -163,17 +133,7 @@ pub fn trainer_pod(trial: &ChildTrial, attempt: i32) -> Result<Pod, PodError> {
                 .then(|| t.placement.node_selector.clone()),
             tolerations: (!t.placement.tolerations.is_empty())
                 .then(|| t.placement.tolerations.clone()),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(TRAINER_UID),
-                run_as_group: Some(TRAINER_UID),
-                fs_group: Some(TRAINER_UID),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    ..SeccompProfile::default()
-                }),
-                ..PodSecurityContext::default()
-            }),
+            security_context: Some(pod_security()),
             containers: vec![Container {
                 name: "trainer".into(),
                 image: Some(t.image.clone()),
@@ -185,16 +145,7 @@ pub fn trainer_pod(trial: &ChildTrial, attempt: i32) -> Result<Pod, PodError> {
                 volume_mounts: Some(mounts),
                 termination_message_path: Some(TERMINATION_LOG.into()),
                 termination_message_policy: Some("File".into()),
-                security_context: Some(SecurityContext {
-                    allow_privilege_escalation: Some(false),
-                    read_only_root_filesystem: Some(true),
-                    run_as_non_root: Some(true),
-                    capabilities: Some(Capabilities {
-                        drop: Some(vec!["ALL".into()]),
-                        ..Capabilities::default()
-                    }),
-                    ..SecurityContext::default()
-                }),
+                security_context: Some(container_security()),
                 ..Container::default()
             }],
             volumes: Some(volumes),

@@ -1,0 +1,337 @@
+//! What trainer and probe Pods share: their security settings, scratch space and node-name
+//! variable, and how a Pod's status reads as an outcome. Pure.
+//!
+//! Security follows the Kubernetes "restricted" Pod Security Standard
+//! (kubernetes.io/docs/concepts/security/pod-security-standards): non-root, no privilege
+//! escalation, all capabilities dropped, RuntimeDefault seccomp, plus a read-only root file
+//! system and no service-account token (trainers and probes never call the API).
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, ContainerStateTerminated, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    ObjectFieldSelector, Pod, PodSecurityContext, SeccompProfile, SecurityContext, Volume,
+    VolumeMount,
+};
+use nasop_crds::result::FailureReason;
+
+/// The user and group trainer and probe containers run as (the images' non-root user).
+pub const TRAINER_UID: i64 = 65532;
+/// Writable scratch space (the root file system is read-only).
+pub const SCRATCH: &str = "/tmp";
+/// The container's termination message path, where the trainer writes its result JSON
+/// (Kubernetes' default path; the kubelet keeps at most 4096 bytes).
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// The Pod-level security context: non-root as [`TRAINER_UID`], RuntimeDefault seccomp.
+pub fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(TRAINER_UID),
+        run_as_group: Some(TRAINER_UID),
+        fs_group: Some(TRAINER_UID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The container security context: no privilege escalation, read-only root file system,
+/// non-root, all capabilities dropped.
+pub fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The `scratch` emptyDir volume and its mount at [`SCRATCH`].
+pub fn scratch() -> (Volume, VolumeMount) {
+    (
+        Volume {
+            name: "scratch".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+        VolumeMount {
+            name: "scratch".into(),
+            mount_path: SCRATCH.into(),
+            ..VolumeMount::default()
+        },
+    )
+}
+
+/// `NODE_NAME` from the downward API (`spec.nodeName`): results name the node they ran on.
+pub fn node_name_env() -> EnvVar {
+    EnvVar {
+        name: "NODE_NAME".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "spec.nodeName".into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// Pod `status.reason` values of a pod that stopped for reasons outside it: eviction (kubelet
+/// node pressure or the Eviction API), preemption, node loss or shutdown
+/// (kubernetes.io/docs/concepts/workloads/pods/disruptions and
+/// kubernetes.io/docs/concepts/scheduling-eviction/node-pressure-eviction).
+pub const DISRUPTION_REASONS: [&str; 6] = [
+    "Evicted",
+    "Preempting",
+    "NodeLost",
+    "NodeShutdown",
+    "Shutdown",
+    "Terminated",
+];
+
+/// How a trainer or probe Pod stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PodState {
+    /// Not running yet (scheduling, pulling the image); the message says why when known.
+    Pending(Option<String>),
+    /// Running (or in an unknown phase: the node may come back).
+    Running,
+    /// Exited 0; the container's termination message (the result document), if any.
+    Succeeded(Option<String>),
+    /// Stopped by eviction, preemption, node loss or SIGTERM: run it again, not a failure.
+    Disrupted(String),
+    /// Failed on its own: the reason (from the result document, the exit code, or the pod)
+    /// and a message.
+    Failed(FailureReason, String),
+}
+
+/// The state of `pod` (of its first container). `parse_failure` reads a failure reason and
+/// message out of a termination message (the trainer's result document), when it holds one.
+pub fn pod_state(
+    pod: &Pod,
+    parse_failure: impl Fn(&str) -> Option<(FailureReason, String)>,
+) -> PodState {
+    let Some(status) = &pod.status else {
+        return PodState::Pending(None);
+    };
+    let terminated: Option<&ContainerStateTerminated> = status
+        .container_statuses
+        .as_ref()
+        .and_then(|c| c.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref());
+    let message = terminated.and_then(|t| t.message.clone());
+    match status.phase.as_deref() {
+        Some("Succeeded") => PodState::Succeeded(message),
+        Some("Failed") => {
+            let reason = status.reason.as_deref().unwrap_or_default();
+            let disruption_condition = status.conditions.iter().flatten().any(|c| {
+                c.type_ == "DisruptionTarget" && c.status == "True" && reason != "DeadlineExceeded"
+            });
+            if DISRUPTION_REASONS.contains(&reason) || disruption_condition {
+                return PodState::Disrupted(format!(
+                    "{}: {}",
+                    if reason.is_empty() {
+                        "Disrupted"
+                    } else {
+                        reason
+                    },
+                    status.message.clone().unwrap_or_default()
+                ));
+            }
+            if reason == "DeadlineExceeded" {
+                return PodState::Failed(
+                    FailureReason::DeadlineExceeded,
+                    status
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "the pod ran past activeDeadlineSeconds".into()),
+                );
+            }
+            if let Some(found) = message.as_deref().and_then(&parse_failure) {
+                return match found {
+                    (FailureReason::Terminated, m) => {
+                        PodState::Disrupted(format!("Terminated: {m}"))
+                    }
+                    other => PodState::Failed(other.0, other.1),
+                };
+            }
+            let code = terminated.map(|t| t.exit_code);
+            let oom = terminated.and_then(|t| t.reason.as_deref()) == Some("OOMKilled");
+            let reason = if oom {
+                FailureReason::OutOfMemory
+            } else {
+                code.and_then(FailureReason::from_exit_code)
+                    .unwrap_or(FailureReason::Internal)
+            };
+            if reason == FailureReason::Terminated {
+                return PodState::Disrupted("Terminated: the container got SIGTERM".into());
+            }
+            let detail = terminated
+                .and_then(|t| t.reason.clone())
+                .unwrap_or_else(|| "no container state".into());
+            PodState::Failed(
+                reason,
+                match code {
+                    Some(c) => format!("the container exited with code {c} ({detail})"),
+                    None => format!("the pod failed ({detail})"),
+                },
+            )
+        }
+        Some("Running") | Some("Unknown") => PodState::Running,
+        _ => {
+            let waiting = status
+                .container_statuses
+                .as_ref()
+                .and_then(|c| c.first())
+                .and_then(|c| c.state.as_ref())
+                .and_then(|s| s.waiting.as_ref())
+                .map(|w| {
+                    format!(
+                        "{}: {}",
+                        w.reason.clone().unwrap_or_default(),
+                        w.message.clone().unwrap_or_default()
+                    )
+                });
+            let unschedulable = status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+                .map(|c| {
+                    format!(
+                        "{}: {}",
+                        c.reason.clone().unwrap_or_default(),
+                        c.message.clone().unwrap_or_default()
+                    )
+                });
+            PodState::Pending(waiting.or(unschedulable))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).unwrap()
+    }
+
+    fn terminated(phase: &str, code: i32, reason: &str, message: Option<&str>) -> Pod {
+        let mut t = json!({"exitCode": code, "reason": reason});
+        if let Some(m) = message {
+            t["message"] = json!(m);
+        }
+        pod(json!({"phase": phase, "containerStatuses": [{
+            "name": "trainer", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": t}}]}))
+    }
+
+    fn no_result(_: &str) -> Option<(FailureReason, String)> {
+        None
+    }
+
+    #[test]
+    fn pod_phases_read_as_states() {
+        assert_eq!(
+            pod_state(&pod(json!({})), no_result),
+            PodState::Pending(None)
+        );
+        let unschedulable = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable", "message": "0/3 nodes have nvidia.com/gpu"}]}),
+        );
+        assert_eq!(
+            pod_state(&unschedulable, no_result),
+            PodState::Pending(Some("Unschedulable: 0/3 nodes have nvidia.com/gpu".into()))
+        );
+        assert_eq!(
+            pod_state(&pod(json!({"phase": "Running"})), no_result),
+            PodState::Running
+        );
+        assert_eq!(
+            pod_state(
+                &terminated("Succeeded", 0, "Completed", Some("{}")),
+                no_result
+            ),
+            PodState::Succeeded(Some("{}".into()))
+        );
+    }
+
+    #[test]
+    fn evictions_preemptions_and_sigterm_are_disruptions() {
+        let evicted = pod(json!({"phase": "Failed", "reason": "Evicted",
+            "message": "The node was low on resource: memory."}));
+        assert_eq!(
+            pod_state(&evicted, no_result),
+            PodState::Disrupted("Evicted: The node was low on resource: memory.".into())
+        );
+        let preempted = pod(
+            json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget",
+            "status": "True", "reason": "PreemptionByScheduler"}]}),
+        );
+        assert!(matches!(
+            pod_state(&preempted, no_result),
+            PodState::Disrupted(_)
+        ));
+        assert!(matches!(
+            pod_state(&terminated("Failed", 143, "Error", None), no_result),
+            PodState::Disrupted(_)
+        ));
+        let sigterm_result = |_: &str| Some((FailureReason::Terminated, "SIGTERM".to_string()));
+        assert_eq!(
+            pod_state(
+                &terminated("Failed", 143, "Error", Some("x")),
+                sigterm_result
+            ),
+            PodState::Disrupted("Terminated: SIGTERM".into())
+        );
+    }
+
+    #[test]
+    fn failures_carry_the_result_reason_or_the_exit_code() {
+        let oom_result = |_: &str| Some((FailureReason::OutOfMemory, "CUDA OOM".to_string()));
+        assert_eq!(
+            pod_state(&terminated("Failed", 3, "Error", Some("{..}")), oom_result),
+            PodState::Failed(FailureReason::OutOfMemory, "CUDA OOM".into())
+        );
+        assert_eq!(
+            pod_state(&terminated("Failed", 137, "OOMKilled", None), no_result),
+            PodState::Failed(
+                FailureReason::OutOfMemory,
+                "the container exited with code 137 (OOMKilled)".into()
+            )
+        );
+        assert_eq!(
+            pod_state(&terminated("Failed", 2, "Error", None), no_result),
+            PodState::Failed(
+                FailureReason::InvalidInput,
+                "the container exited with code 2 (Error)".into()
+            )
+        );
+        assert_eq!(
+            pod_state(&terminated("Failed", 9, "Error", None), no_result),
+            PodState::Failed(
+                FailureReason::Internal,
+                "the container exited with code 9 (Error)".into()
+            )
+        );
+        let deadline = pod(json!({"phase": "Failed", "reason": "DeadlineExceeded",
+            "message": "Pod was active on the node longer than the specified deadline"}));
+        assert_eq!(
+            pod_state(&deadline, no_result),
+            PodState::Failed(
+                FailureReason::DeadlineExceeded,
+                "Pod was active on the node longer than the specified deadline".into()
+            )
+        );
+    }
+}

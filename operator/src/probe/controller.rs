@@ -1,0 +1,116 @@
+//! The `LatencyProbe` reconciler: reads the probe's current Pod (and, before its first
+//! attempt, the other probes of the same child and device class), asks
+//! [`super::plan::plan`] what to do, and does it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::runtime::controller::Action;
+use kube::ResourceExt;
+use nasop_crds::api::{labels, LatencyProbe, ProbePhase};
+
+use super::plan::plan;
+use super::pod::{pod_name, probe_pod};
+use crate::runtime::{apply, apply_status, key, now, Context, Error, Result};
+
+/// The controller name (metrics label).
+pub const CONTROLLER: &str = "latencyprobe";
+
+/// How soon a probe waiting for an earlier probe of the same child looks again.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Reconciles one LatencyProbe.
+///
+/// # Errors
+/// API errors (retried with backoff by the error policy) and Pods that cannot be built.
+pub async fn reconcile(probe: Arc<LatencyProbe>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let namespace = probe
+        .namespace()
+        .ok_or(Error::Missing("metadata.namespace"))?;
+    let name = probe.name_any();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let probes: Api<LatencyProbe> = Api::namespaced(ctx.client.clone(), &namespace);
+    let status = probe.status.clone().unwrap_or_default();
+    let finished = matches!(
+        status.phase,
+        Some(ProbePhase::Succeeded) | Some(ProbePhase::Failed)
+    );
+    let object_key = key(probe.as_ref());
+    if finished && status.pod_name.is_none() {
+        ctx.metrics
+            .probe_pending(&probe.spec.device_class, &object_key, false);
+        ctx.succeeded(&object_key);
+        return Ok(Action::await_change());
+    }
+    let pod = match (&status.pod_name, finished) {
+        (Some(p), false) => pods.get_opt(p).await?,
+        _ => None,
+    };
+    let same_key = if status.attempts == 0 {
+        probes
+            .list(&ListParams::default().labels(&format!(
+                "{}={},{}={}",
+                labels::GENOTYPE_HASH,
+                probe.spec.genotype_hash,
+                labels::DEVICE_CLASS,
+                probe.spec.device_class
+            )))
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| p.spec.genotype_hash == probe.spec.genotype_hash)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let plan = plan(&probe, pod.as_ref(), &same_key, &now());
+    if let Some(attempt) = plan.create_pod {
+        apply(&pods, &probe_pod(&probe, attempt)?).await?;
+    }
+    if plan.delete_pods {
+        // By name: other probes of the same child may be measuring on other classes.
+        for attempt in 1..=status.attempts {
+            match pods
+                .delete(&pod_name(&name, attempt), &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if probe.status.as_ref() != Some(&plan.status) {
+        apply_status(&probes, probe.as_ref(), &plan.status).await?;
+        if !finished
+            && plan.status.phase == Some(ProbePhase::Succeeded)
+            && plan.status.cached_from.is_none()
+        {
+            if let Some(l) = &plan.status.latency {
+                ctx.metrics
+                    .probe_latency
+                    .with_label_values(&[probe.spec.device_class.as_str()])
+                    .observe(l.median_ms);
+            }
+        }
+    }
+    ctx.metrics.probe_pending(
+        &probe.spec.device_class,
+        &object_key,
+        plan.status.phase == Some(ProbePhase::Pending),
+    );
+    ctx.publish(probe.as_ref(), "Reconcile", &plan.notes).await;
+    ctx.succeeded(&object_key);
+    Ok(if plan.wait {
+        Action::requeue(WAIT)
+    } else {
+        Action::requeue(crate::trial::controller::RESYNC)
+    })
+}
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod tests;

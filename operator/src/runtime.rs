@@ -1,0 +1,334 @@
+//! What the three controllers share: the context (client, Event recorder, metrics), the
+//! error type with its bounded categories, the error policy with per-object backoff, the
+//! server-side-apply helpers, and [`run`], which starts the controllers for the watched
+//! namespaces until shutdown.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use nasop_crds::api::{ArchitectureSearch, ChildTrial, LatencyProbe};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+use crate::trial::plan::Note;
+
+/// The field manager of every server-side apply the operator makes
+/// (kubernetes.io/docs/reference/using-api/server-side-apply).
+pub const MANAGER: &str = "nasop-operator";
+
+/// Label selector of the Pods the operator watches (its own trainer and probe pods).
+pub const POD_SELECTOR: &str = "app.kubernetes.io/managed-by=nasop";
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// A Pod could not be built from the object.
+    #[error("building a pod: {0}")]
+    Pod(#[from] crate::trial::pod::PodError),
+    /// The search core refused (a state that does not fit its space).
+    #[error("search: {0}")]
+    Search(#[from] crate::search::SearchError),
+    /// The strategy could not be built or restored.
+    #[error("strategy: {0}")]
+    Strategy(#[from] crate::strategy::StrategyError),
+    /// An object lacks a field the API server always sets.
+    #[error("the object has no {0}")]
+    Missing(&'static str),
+}
+
+impl Error {
+    /// A bounded category for the `error` label of `nasop_reconcile_errors_total`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(s)) if s.code == 404 => "not_found",
+            Error::Kube(kube::Error::Api(s)) if s.code == 403 => "forbidden",
+            Error::Kube(kube::Error::Api(s)) if s.code == 422 => "invalid",
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "transport",
+            Error::Pod(_) => "pod_build",
+            Error::Search(_) => "search_state",
+            Error::Strategy(_) => "strategy_state",
+            Error::Missing(_) => "missing_field",
+        }
+    }
+}
+
+/// Result of a reconcile.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Records Events on the reconciled objects.
+    pub recorder: Recorder,
+    /// The operator's metrics.
+    pub metrics: Arc<Metrics>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+/// First retry delay after a failed reconcile; doubles per consecutive failure of the same
+/// object up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest retry delay after failed reconciles.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+impl Context {
+    /// A context for `client`; Events name `instance` (the pod name) as the reporting
+    /// instance.
+    pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance,
+            },
+        );
+        Self {
+            client,
+            recorder,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets the failures of `key` (after a successful reconcile).
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    /// The retry delay after another failure of `key`: 1 s, 2 s, 4 s, ... up to 300 s.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = f.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        MIN_BACKOFF
+            .saturating_mul(1u32 << (*n - 1).min(16))
+            .min(MAX_BACKOFF)
+    }
+
+    /// Records `notes` as Events on `obj` (a failed Event is logged, not an error: Events are
+    /// best effort).
+    pub async fn publish<K>(&self, obj: &K, action: &str, notes: &[Note])
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let reference = obj.object_ref(&());
+        for n in notes {
+            let event = Event {
+                type_: if n.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: n.reason.into(),
+                note: Some(truncate(&n.message, 1000)),
+                action: action.into(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&event, &reference).await {
+                tracing::warn!(error = %e, reason = n.reason, "could not record an Event");
+            }
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// The key of an object for backoff bookkeeping: `kind/namespace/name`.
+pub fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.clone().unwrap_or_default(),
+        obj.meta().name.clone().unwrap_or_default()
+    )
+}
+
+/// The error policy of every controller: counts the error by category, logs it, and retries
+/// the object after its backoff. Never panics.
+pub fn error_policy<K>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&()).to_lowercase();
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[kind.as_str(), error.category()])
+        .inc();
+    let key = key(obj.as_ref());
+    let delay = ctx.backoff(&key);
+    tracing::warn!(object = %key, error = %error, retry_in_s = delay.as_secs_f64(), "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Server-side applies `obj` (forced, field manager [`MANAGER`]): creates it or brings the
+/// fields the operator owns to these values.
+///
+/// # Errors
+/// The API error.
+pub async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::Missing("metadata.name"))?;
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await?)
+}
+
+/// Server-side applies the status subresource of `obj` to `status`.
+///
+/// # Errors
+/// The API error.
+pub async fn apply_status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    S: Serialize,
+{
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    Ok(api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?)
+}
+
+/// Now, as an API time.
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// What the operator watches and how hard it works.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// Namespaces watched; empty: all.
+    pub namespaces: Vec<String>,
+    /// Reconciles run at once per controller (0: unbounded).
+    pub concurrency: u16,
+}
+
+fn apis<K>(client: &Client, scope: &Scope) -> Vec<Api<K>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    if scope.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        scope
+            .namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    }
+}
+
+/// Runs the ArchitectureSearch, ChildTrial and LatencyProbe controllers over `scope` until
+/// `shutdown` completes; in-flight reconciles finish first (graceful shutdown).
+pub async fn run(
+    ctx: Arc<Context>,
+    scope: Scope,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stop = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    };
+    let config = ControllerConfig::default().concurrency(scope.concurrency);
+    let client = &ctx.client;
+    let pods = watcher::Config::default().labels(POD_SELECTOR);
+    let mut tasks = Vec::new();
+    for (((searches, trials), probes), pod_api) in apis::<ArchitectureSearch>(client, &scope)
+        .into_iter()
+        .zip(apis::<ChildTrial>(client, &scope))
+        .zip(apis::<LatencyProbe>(client, &scope))
+        .zip(apis::<Pod>(client, &scope))
+    {
+        let search = Controller::new(searches, watcher::Config::default())
+            .owns(trials.clone(), watcher::Config::default())
+            .with_config(config.clone())
+            .graceful_shutdown_on(stop())
+            .run(
+                crate::search::controller::reconcile,
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| futures::future::ready(()));
+        let trial = Controller::new(trials, watcher::Config::default())
+            .owns(pod_api.clone(), pods.clone())
+            .owns(probes.clone(), watcher::Config::default())
+            .with_config(config.clone())
+            .graceful_shutdown_on(stop())
+            .run(
+                crate::trial::controller::reconcile,
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| futures::future::ready(()));
+        let probe = Controller::new(probes, watcher::Config::default())
+            .owns(pod_api, pods.clone())
+            .with_config(config.clone())
+            .graceful_shutdown_on(stop())
+            .run(
+                crate::probe::controller::reconcile,
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| futures::future::ready(()));
+        tasks.push(tokio::spawn(search));
+        tasks.push(tokio::spawn(trial));
+        tasks.push(tokio::spawn(probe));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}

@@ -1,0 +1,317 @@
+//! The `ArchitectureSearch` reconciler, as a pipeline: validate the spec -> read the policy
+//! state and the ChildTrials -> resume the search core (each finished trial told to the
+//! strategy exactly once, in id order) -> start new children -> save the policy state ->
+//! create their ChildTrials -> write the status.
+//!
+//! Exactly once: the strategy state records which proposals still wait for a result, and is
+//! saved before the ChildTrials of new proposals are created. A reconcile stopped anywhere
+//! leaves either the old state (the same results are told again next time, to the same
+//! strategy) or the new one (which already holds them); proposals saved but not yet created
+//! are created by the next reconcile (`missing`). Trial names are derived from proposal ids,
+//! and server-side apply makes creating one twice harmless.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use nasop_crds::api::{labels, ArchitectureSearch, ChildTrial, SearchPhase, TrialPhase};
+
+use super::children::{
+    blocked_status, budget_spent, child_trial, derived_seed, gpu_seconds, gpus_per_trial, record_of,
+};
+use super::policy_store::{from_config_maps, head_name, to_config_maps, Slot};
+use super::status::{search_status, StatusInputs};
+use super::{resume, Phase};
+use crate::manifest;
+use crate::runtime::{apply, apply_status, key, now, Context, Error, Result};
+use crate::strategy;
+use crate::trial::plan::Note;
+
+/// The controller name (metrics label).
+pub const CONTROLLER: &str = "architecturesearch";
+
+/// How often a running search is looked at without a change (trial changes trigger
+/// reconciles at once; this catches the deadline).
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// Reason of a search whose policy state is unreadable or missing while trials exist.
+pub const REASON_POLICY_STATE: &str = "PolicyStateInvalid";
+
+/// Reconciles one ArchitectureSearch.
+///
+/// # Errors
+/// API errors (retried with backoff by the error policy); a policy state that does not fit
+/// the space.
+pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let namespace = search
+        .namespace()
+        .ok_or(Error::Missing("metadata.namespace"))?;
+    let name = search.name_any();
+    let uid = search.uid().ok_or(Error::Missing("metadata.uid"))?;
+    let searches: Api<ArchitectureSearch> = Api::namespaced(ctx.client.clone(), &namespace);
+    let trials: Api<ChildTrial> = Api::namespaced(ctx.client.clone(), &namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    let generation = search.metadata.generation;
+    let previous = search.status.as_ref();
+    let now = now();
+
+    // Validate: a bad spec is a condition and an Event, never a crash loop.
+    let space = match manifest::check(&search) {
+        Ok(space) => space,
+        Err(e) => {
+            let message = format!("invalid spec: {e}");
+            return block(&ctx, &searches, &search, "InvalidSpec", &message).await;
+        }
+    };
+
+    // Read: the policy state and this search's ChildTrials (owned by this uid: a deleted
+    // search's trials may linger until garbage collection).
+    let selector = format!("{}={name}", labels::SEARCH);
+    let maps: Vec<ConfigMap> = config_maps
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let children: Vec<ChildTrial> = trials
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|c| {
+            c.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.uid == uid)
+        })
+        .collect();
+    let has_head = maps
+        .iter()
+        .any(|m| m.metadata.name.as_deref() == Some(head_name(&name).as_str()));
+    let strategy = if has_head {
+        match from_config_maps(&name, &maps)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                strategy::restore(&space, &search.spec.strategy, &bytes).map_err(|e| e.to_string())
+            }) {
+            Ok(s) => s,
+            Err(e) => {
+                let message = format!(
+                    "the policy state in ConfigMap {} cannot be trusted ({e}); no trial is started",
+                    head_name(&name)
+                );
+                return block(&ctx, &searches, &search, REASON_POLICY_STATE, &message).await;
+            }
+        }
+    } else if children.is_empty() {
+        strategy::build(&space, &search.spec.strategy, derived_seed(&uid))?
+    } else {
+        let message = format!(
+            "ConfigMap {} (the policy state) is missing while {} trials exist; no trial is started",
+            head_name(&name),
+            children.len()
+        );
+        return block(&ctx, &searches, &search, REASON_POLICY_STATE, &message).await;
+    };
+    let updates_before = strategy.counts().updates;
+
+    // Resume: results the strategy has not seen are told now, once each, in id order.
+    let records = children.iter().map(record_of).collect();
+    let resumed = resume(&search.spec, &space, strategy, records)?;
+    let mut core = resumed.search;
+    let gpus = gpus_per_trial(&search);
+    let gpu_used = gpu_seconds(&children, gpus);
+    let spent = budget_spent(&search, gpu_used, &now);
+    if spent.is_some() {
+        core.stop();
+    }
+    let launched = if search.spec.suspend {
+        Vec::new()
+    } else {
+        core.launch()
+    };
+
+    // Save the state before creating the children it names.
+    let changed = !has_head || !resumed.told.is_empty() || !launched.is_empty();
+    if changed {
+        let owner = search
+            .controller_owner_ref(&())
+            .ok_or(Error::Missing("metadata.uid"))?;
+        for mut map in to_config_maps(
+            &name,
+            &namespace,
+            &core.strategy().save(),
+            Slot::next(&name, &maps),
+        ) {
+            map.metadata.owner_references = Some(vec![owner.clone()]);
+            apply(&config_maps, &map).await?;
+        }
+    }
+    let mut created = Vec::new();
+    for p in resumed.missing.iter().chain(&launched) {
+        let child = child_trial(&search, p).map_err(Error::Missing)?;
+        apply(&trials, &child).await?;
+        created.push(child.name_any());
+    }
+
+    // Status.
+    let summary = core.summary(1);
+    let all: Vec<&super::Trial> = core.trials().collect();
+    let mut status = search_status(
+        previous,
+        &summary,
+        &all,
+        &StatusInputs {
+            search: &name,
+            max_trials: search.spec.budget.max_trials,
+            generation,
+            strategy: core.strategy().counts(),
+            config_map: Some(head_name(&name)),
+            now: now.clone(),
+        },
+    );
+    let pending = children
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.status.as_ref().and_then(|s| s.phase),
+                None | Some(TrialPhase::Pending)
+            )
+        })
+        .count() as i32
+        + created.len() as i32;
+    status.trials.pending = pending.min(status.trials.running);
+    status.trials.running -= status.trials.pending;
+    if search.spec.suspend && summary.phase == Phase::Running {
+        status.phase = Some(SearchPhase::Suspended);
+        for c in &mut status.conditions {
+            if c.type_ == super::status::condition::PROGRESSING {
+                let flipped = c.status != "False";
+                c.status = "False".into();
+                c.reason = "Suspended".into();
+                c.message = "spec.suspend is true: no new trial starts".into();
+                if flipped {
+                    c.last_transition_time = now.clone();
+                }
+            }
+        }
+    }
+    if let (Some(reason), Phase::Stopped) = (&spent, summary.phase) {
+        for c in &mut status.conditions {
+            if c.type_ == super::status::condition::READY {
+                c.message = reason.clone();
+            }
+        }
+    }
+    let mut notes = Vec::new();
+    if !created.is_empty() {
+        notes.push(Note {
+            warning: false,
+            reason: "TrialsCreated",
+            message: format!("created {}", created.join(", ")),
+        });
+    }
+    let was = previous.and_then(|p| p.phase);
+    if status.phase != was {
+        match status.phase {
+            Some(SearchPhase::Succeeded) => notes.push(Note {
+                warning: false,
+                reason: "SearchSucceeded",
+                message: match &status.best {
+                    Some(b) => format!(
+                        "{} trials finished; best {} with reward {:.4}",
+                        summary.counts.succeeded + summary.counts.failed,
+                        b.trial_name,
+                        b.reward
+                    ),
+                    None => "finished without a successful trial".into(),
+                },
+            }),
+            Some(SearchPhase::Failed) => notes.push(Note {
+                warning: true,
+                reason: "SearchFailed",
+                message: format!(
+                    "{} trials failed, more than budget.maxFailedTrials",
+                    summary.counts.failed
+                ),
+            }),
+            _ => {}
+        }
+    }
+    if previous != Some(&status) {
+        apply_status(&searches, search.as_ref(), &status).await?;
+    }
+    ctx.publish(search.as_ref(), "Reconcile", &notes).await;
+
+    // Metrics.
+    let m = &ctx.metrics;
+    let labels = [namespace.as_str(), name.as_str()];
+    for (phase, n) in [
+        ("Pending", status.trials.pending),
+        ("Running", status.trials.running),
+        ("Succeeded", status.trials.succeeded),
+        ("Failed", status.trials.failed),
+    ] {
+        m.trials
+            .with_label_values(&[namespace.as_str(), name.as_str(), phase])
+            .set(i64::from(n));
+    }
+    if let Some(b) = &status.best {
+        m.best_reward.with_label_values(&labels).set(b.reward);
+        if let Some(a) = b.accuracy {
+            m.best_accuracy.with_label_values(&labels).set(a);
+        }
+        if let Some(l) = b.latency_ms {
+            m.best_latency_ms.with_label_values(&labels).set(l);
+        }
+    }
+    m.gpu_seconds.with_label_values(&labels).set(gpu_used);
+    let updates = core.strategy().counts().updates;
+    m.policy_updates
+        .with_label_values(&labels)
+        .inc_by(updates.saturating_sub(updates_before));
+    ctx.succeeded(&key(search.as_ref()));
+    Ok(match status.phase {
+        Some(SearchPhase::Succeeded) | Some(SearchPhase::Failed) => Action::await_change(),
+        _ => Action::requeue(RESYNC),
+    })
+}
+
+/// Writes the status of a search that cannot run and records a Warning Event (once per
+/// change of message); starts nothing and waits for a change of the spec.
+async fn block(
+    ctx: &Context,
+    searches: &Api<ArchitectureSearch>,
+    search: &ArchitectureSearch,
+    reason: &'static str,
+    message: &str,
+) -> Result<Action> {
+    let previous = search.status.as_ref();
+    let status = blocked_status(
+        previous,
+        reason,
+        message,
+        search.metadata.generation,
+        &now(),
+    );
+    if previous != Some(&status) {
+        apply_status(searches, search, &status).await?;
+        ctx.publish(
+            search,
+            "Validate",
+            &[Note {
+                warning: true,
+                reason,
+                message: message.to_string(),
+            }],
+        )
+        .await;
+    }
+    ctx.succeeded(&key(search));
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod tests;

@@ -1,0 +1,334 @@
+//! Mock-API tests of the ArchitectureSearch reconciler: one scenario per path.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::controller::Action;
+use nasop_crds::api::{ArchitectureSearch, ArchitectureSearchStatus, SearchPhase};
+use serde_json::{json, Value};
+
+use super::reconcile;
+use crate::mock::{self, ApiServer};
+use crate::search::children::child_trial;
+use crate::search::policy_store::{from_config_maps, to_config_maps, Slot};
+use crate::strategy;
+use crate::testing::from_yaml;
+
+const MAPS: &str = "/api/v1/namespaces/nas/configmaps";
+const TRIALS: &str = "/apis/nasop.dev/v1alpha1/namespaces/nas/childtrials";
+const SEARCH: &str = "/apis/nasop.dev/v1alpha1/namespaces/nas/architecturesearches/cifar";
+const SELECTOR: &str = "nasop.dev%2Fsearch%3Dcifar";
+
+fn search(budget: &str) -> ArchitectureSearch {
+    from_yaml(&format!(
+        r#"
+apiVersion: nasop.dev/v1alpha1
+kind: ArchitectureSearch
+metadata: {{name: cifar, namespace: nas, uid: 5f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f, generation: 1}}
+spec:
+  searchSpace: {{nb201: {{}}}}
+  strategy: {{algorithm: Random, seed: 3}}
+  budget: {budget}
+  trial:
+    image: trainer:1
+    dataset: {{format: CIFAR10, path: /data}}
+"#
+    ))
+}
+
+async fn reconciled(
+    s: ArchitectureSearch,
+    script: impl FnOnce(ApiServer, Value) -> futures::future::BoxFuture<'static, ApiServer>,
+) -> Action {
+    reconciled_with_metrics(s, script).await.0
+}
+
+/// Also gives the metrics text after the reconcile.
+async fn reconciled_with_metrics(
+    s: ArchitectureSearch,
+    script: impl FnOnce(ApiServer, Value) -> futures::future::BoxFuture<'static, ApiServer>,
+) -> (Action, String) {
+    let (ctx, server) = mock::context();
+    let metrics = ctx.metrics.clone();
+    let object = serde_json::to_value(&s).unwrap();
+    let action = mock::run(
+        async move { reconcile(Arc::new(s), ctx).await.unwrap() },
+        script(server, object),
+    )
+    .await;
+    (action, metrics.render())
+}
+
+fn status_of(seen: &mock::Seen) -> ArchitectureSearchStatus {
+    serde_json::from_value(seen.body["status"].clone()).unwrap()
+}
+
+fn config_map(seen: &mock::Seen) -> ConfigMap {
+    serde_json::from_value(seen.body.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn a_new_search_saves_its_policy_state_then_creates_parallelism_trials() {
+    let s = search("{maxTrials: 3, parallelism: 2}");
+    let expected: Vec<String> = {
+        let space = s.spec.search_space.build().unwrap();
+        let mut st = strategy::build(&space, &s.spec.strategy, 0).unwrap();
+        st.ask(2).iter().map(|p| p.genotype.to_string()).collect()
+    };
+    reconciled(s, move |mut api, object| {
+        Box::pin(async move {
+            api.expect_list(MAPS, SELECTOR, vec![]).await;
+            api.expect_list(TRIALS, SELECTOR, vec![]).await;
+            let head = api.expect_apply(&format!("{MAPS}/cifar-policy?")).await;
+            let head = config_map(&head);
+            assert_eq!(
+                head.metadata.owner_references.as_ref().unwrap()[0].kind,
+                "ArchitectureSearch"
+            );
+            let state = from_config_maps("cifar", &[head]).unwrap();
+            let space = nasop_crds::api::ArchitectureSearchSpec::clone(
+                &serde_json::from_value::<ArchitectureSearch>(object.clone())
+                    .unwrap()
+                    .spec,
+            );
+            let restored = strategy::restore(
+                &space.search_space.build().unwrap(),
+                &space.strategy,
+                &state,
+            )
+            .unwrap();
+            assert_eq!(
+                restored.pending(),
+                vec![0, 1],
+                "saved with both proposals pending"
+            );
+            for (i, g) in expected.iter().enumerate() {
+                let t = api.expect_apply(&format!("{TRIALS}/cifar-0000{i}?")).await;
+                assert_eq!(t.body["spec"]["proposalId"], i);
+                assert_eq!(t.body["metadata"]["labels"]["nasop.dev/search"], "cifar");
+                let genotype: nasop_crds::Genotype =
+                    serde_json::from_value(t.body["spec"]["genotype"].clone()).unwrap();
+                assert_eq!(&genotype.to_string(), g);
+            }
+            let st = status_of(
+                &api.expect_status(&format!("{SEARCH}/status?"), &object)
+                    .await,
+            );
+            assert_eq!(st.phase, Some(SearchPhase::Running));
+            assert_eq!(
+                (st.trials.total, st.trials.pending, st.trials.running),
+                (2, 2, 0)
+            );
+            assert_eq!(st.progress.as_deref(), Some("0/3"));
+            assert_eq!(st.observed_generation, Some(1));
+            let ev = api.expect_event("nas", "TrialsCreated").await;
+            assert_eq!(ev.body["note"], "created cifar-00000, cifar-00001");
+            api
+        })
+    })
+    .await;
+}
+
+/// The policy state after `launched` proposals, and the ChildTrials of those proposals with
+/// their rewards (`None`: still running).
+fn mid_search(s: &ArchitectureSearch, rewards: &[Option<f64>]) -> (Vec<ConfigMap>, Vec<Value>) {
+    let space = s.spec.search_space.build().unwrap();
+    let mut st = strategy::build(&space, &s.spec.strategy, 0).unwrap();
+    let proposals = st.ask(rewards.len());
+    let maps = to_config_maps("cifar", "nas", &st.save(), Slot::A);
+    let children = proposals
+        .iter()
+        .zip(rewards)
+        .map(|(p, r)| {
+            let mut c = serde_json::to_value(child_trial(s, p).unwrap()).unwrap();
+            c["status"] = match r {
+                Some(r) => json!({"phase": "Succeeded", "reward": r, "metrics": {"accuracy": r, "trainSeconds": 60.0}}),
+                None => json!({"phase": "Running", "attempts": 1}),
+            };
+            c
+        })
+        .collect();
+    (maps, children)
+}
+
+#[tokio::test]
+async fn finished_trials_are_consumed_once_and_the_budget_ends_the_search() {
+    let s = search("{maxTrials: 2, parallelism: 2}");
+    let (maps, children) = mid_search(&s, &[Some(0.71), Some(0.93)]);
+    let maps_json: Vec<Value> = maps
+        .iter()
+        .map(|m| serde_json::to_value(m).unwrap())
+        .collect();
+    let (c1, m1) = (children.clone(), maps_json.clone());
+    let saved = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let saved_in = saved.clone();
+    let (action, metrics) = reconciled_with_metrics(s.clone(), move |mut api, object| {
+        Box::pin(async move {
+            api.expect_list(MAPS, SELECTOR, m1).await;
+            api.expect_list(TRIALS, SELECTOR, c1).await;
+            // Both results told: the new state goes to slot b, then the head.
+            let head = config_map(&api.expect_apply(&format!("{MAPS}/cifar-policy?")).await);
+            assert_eq!(
+                head.metadata.annotations.as_ref().unwrap()["nasop.dev/policy-slot"],
+                "b"
+            );
+            *saved_in.lock().unwrap() = Some(head);
+            let st = status_of(
+                &api.expect_status(&format!("{SEARCH}/status?"), &object)
+                    .await,
+            );
+            assert_eq!(st.phase, Some(SearchPhase::Succeeded));
+            assert_eq!((st.trials.succeeded, st.trials.total), (2, 2));
+            let best = st.best.unwrap();
+            assert_eq!(
+                (best.trial_name.as_str(), best.reward),
+                ("cifar-00001", 0.93)
+            );
+            assert_eq!(st.policy.unwrap().trials_consumed, 2);
+            let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                ("True", "BudgetSpent")
+            );
+            api.expect_event("nas", "SearchSucceeded").await;
+            api
+        })
+    })
+    .await;
+    assert_eq!(action, Action::await_change());
+    for line in [
+        "nasop_trials{namespace=\"nas\",phase=\"Succeeded\",search=\"cifar\"} 2",
+        "nasop_trials{namespace=\"nas\",phase=\"Running\",search=\"cifar\"} 0",
+        "nasop_best_reward{namespace=\"nas\",search=\"cifar\"} 0.93",
+        "nasop_best_accuracy{namespace=\"nas\",search=\"cifar\"} 0.93",
+        "nasop_reconciles_total{controller=\"architecturesearch\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    // Reconciled again with the new state: nothing is told twice, nothing is written.
+    let head = saved.lock().unwrap().take().unwrap();
+    let space = s.spec.search_space.build().unwrap();
+    let state = from_config_maps("cifar", std::slice::from_ref(&head)).unwrap();
+    let st = strategy::restore(&space, &s.spec.strategy, &state).unwrap();
+    assert_eq!((st.counts().told, st.pending().len()), (2, 0));
+    let mut done = s;
+    done.status = None;
+    reconciled(done, move |mut api, object| {
+        Box::pin(async move {
+            api.expect_list(MAPS, SELECTOR, vec![serde_json::to_value(&head).unwrap()])
+                .await;
+            api.expect_list(TRIALS, SELECTOR, children).await;
+            let st = status_of(
+                &api.expect_status(&format!("{SEARCH}/status?"), &object)
+                    .await,
+            );
+            assert_eq!(st.policy.unwrap().trials_consumed, 2);
+            api.expect_event("nas", "SearchSucceeded").await;
+            api
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_result_already_in_the_state_is_not_told_again_and_nothing_is_written() {
+    let s = search("{maxTrials: 2, parallelism: 2}");
+    let (maps, children) = mid_search(&s, &[Some(0.5), None]);
+    // The saved state already holds trial 0's reward (a previous reconcile told it).
+    let space = s.spec.search_space.build().unwrap();
+    let mut st = strategy::restore(
+        &space,
+        &s.spec.strategy,
+        &from_config_maps("cifar", &maps).unwrap(),
+    )
+    .unwrap();
+    st.tell(0, 0.5).unwrap();
+    let maps: Vec<Value> = to_config_maps("cifar", "nas", &st.save(), Slot::B)
+        .iter()
+        .map(|m| serde_json::to_value(m).unwrap())
+        .collect();
+    let action = reconciled(s, move |mut api, object| {
+        Box::pin(async move {
+            api.expect_list(MAPS, SELECTOR, maps).await;
+            api.expect_list(TRIALS, SELECTOR, children).await;
+            // No ConfigMap write, no new trial: straight to the status.
+            let st = status_of(
+                &api.expect_status(&format!("{SEARCH}/status?"), &object)
+                    .await,
+            );
+            assert_eq!(st.phase, Some(SearchPhase::Running));
+            assert_eq!(
+                (st.trials.succeeded, st.trials.running, st.trials.total),
+                (1, 1, 2)
+            );
+            assert_eq!(st.policy.unwrap().trials_consumed, 1);
+            api
+        })
+    })
+    .await;
+    assert_eq!(action, Action::requeue(super::RESYNC));
+}
+
+#[tokio::test]
+async fn a_bad_spec_is_a_condition_and_an_event_and_creates_nothing() {
+    // Passes the schema, fails the rules: parallelism above maxTrials.
+    let s = search("{maxTrials: 2, parallelism: 5}");
+    let action = reconciled(s, |mut api, object| {
+        Box::pin(async move {
+            let st = status_of(
+                &api.expect_status(&format!("{SEARCH}/status?"), &object)
+                    .await,
+            );
+            assert_eq!(st.phase, Some(SearchPhase::Failed));
+            let degraded = st
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded")
+                .unwrap();
+            assert_eq!(
+                (degraded.status.as_str(), degraded.reason.as_str()),
+                ("True", "InvalidSpec")
+            );
+            assert!(
+                degraded
+                    .message
+                    .contains("budget.parallelism must not exceed budget.maxTrials"),
+                "{}",
+                degraded.message
+            );
+            let ev = api.expect_event("nas", "InvalidSpec").await;
+            assert_eq!(ev.body["type"], "Warning");
+            api
+        })
+    })
+    .await;
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn an_untrustworthy_policy_state_starts_nothing() {
+    let s = search("{maxTrials: 4, parallelism: 2}");
+    let (maps, children) = mid_search(&s, &[Some(0.5), None]);
+    let mut head = serde_json::to_value(&maps[0]).unwrap();
+    head["metadata"]["annotations"]["nasop.dev/policy-sha256"] = json!("00");
+    reconciled(s, move |mut api, object| {
+        Box::pin(async move {
+            api.expect_list(MAPS, SELECTOR, vec![head]).await;
+            api.expect_list(TRIALS, SELECTOR, children).await;
+            let st = status_of(
+                &api.expect_status(&format!("{SEARCH}/status?"), &object)
+                    .await,
+            );
+            let degraded = st
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded")
+                .unwrap();
+            assert_eq!(degraded.reason, "PolicyStateInvalid");
+            assert!(degraded.message.contains("sha256"), "{}", degraded.message);
+            api.expect_event("nas", "PolicyStateInvalid").await;
+            api
+        })
+    })
+    .await;
+}

@@ -1,0 +1,320 @@
+//! `nasop operator`: logging, the HTTP endpoints (/metrics, /healthz, /readyz), leader
+//! election with a coordination.k8s.io Lease (kube-lease-manager), and the controllers until
+//! SIGTERM or SIGINT (graceful: in-flight reconciles finish, the Lease is released).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+
+use crate::cli::{LogFormat, OperatorArgs};
+use crate::metrics::Metrics;
+use crate::runtime::{self, Context, Scope};
+
+/// What the HTTP endpoints report.
+pub struct Health {
+    /// The metrics rendered at /metrics.
+    pub metrics: Arc<Metrics>,
+    /// Whether /readyz answers 200: set once the API server was reached (a standby replica
+    /// waiting for the Lease is ready too: it can take over at once).
+    pub ready: AtomicBool,
+}
+
+/// The HTTP routes: `/metrics` (Prometheus text format 0.0.4), `/healthz` (200 while the
+/// process serves), `/readyz` (200 once ready, else 503).
+pub fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(health)
+}
+
+async fn metrics(State(h): State<Arc<Health>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        h.metrics.render(),
+    )
+}
+
+async fn readyz(State(h): State<Arc<Health>>) -> impl IntoResponse {
+    if h.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+/// Serves [`router`] on `addr` until `shutdown` completes.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn serve_http(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
+    axum::serve(listener, router(health))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+fn init_logging(args: &OperatorArgs) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .with_context(|| format!("--log {:?}: not a log filter", args.log))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+fn identity(args: &OperatorArgs) -> String {
+    args.identity.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("nasop-{}", std::process::id()))
+    })
+}
+
+/// A future that completes on SIGTERM or SIGINT.
+async fn signalled() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Runs the operator with `args` until SIGTERM/SIGINT.
+///
+/// # Errors
+/// No Kubernetes configuration, the API server unreachable at start, the metrics address
+/// taken, or leadership lost (the process exits so that a fresh replica campaigns again).
+pub async fn run(args: OperatorArgs) -> Result<()> {
+    init_logging(&args)?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health {
+        metrics: metrics.clone(),
+        ready: AtomicBool::new(false),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(async move {
+        signalled().await;
+        tracing::info!("shutdown requested; finishing in-flight reconciles");
+        let _ = stop_tx.send(true);
+    });
+    let http = tokio::spawn(serve_http(args.metrics_addr, health.clone(), stop()));
+    let client = Client::try_default().await.context(
+        "no Kubernetes configuration (in-cluster service account, $KUBECONFIG or ~/.kube/config)",
+    )?;
+    let version = client
+        .apiserver_version()
+        .await
+        .context("the API server cannot be reached")?;
+    tracing::info!(version = %version.git_version, "connected to the API server");
+    health.ready.store(true, Ordering::Relaxed);
+    let me = identity(&args);
+    let scope = Scope {
+        namespaces: args.namespaces.clone(),
+        concurrency: args.concurrency,
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        Some(me.clone()),
+    ));
+    if !args.leader_election {
+        metrics.leader.set(1);
+        runtime::run(ctx, scope, stop()).await;
+    } else {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+            .with_namespace(&namespace)
+            .with_identity(&me)
+            .with_duration(args.lease_seconds)
+            .with_grace((args.lease_seconds / 3).max(1))
+            .build()
+            .await
+            .with_context(|| format!("Lease {namespace}/{}", args.lease_name))?;
+        let (mut leading, lease_task) = manager.watch().await;
+        tracing::info!(lease = %args.lease_name, identity = %me, "waiting for the leader lease");
+        let mut stopped = Box::pin(stop());
+        loop {
+            if *leading.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = leading.changed() => changed.context("the lease manager stopped")?,
+                _ = &mut stopped => {
+                    drop(leading);
+                    let _ = lease_task.await;
+                    let _ = http.await;
+                    return Ok(());
+                }
+            }
+        }
+        tracing::info!(identity = %me, "leading: starting the controllers");
+        metrics.leader.set(1);
+        let controllers = runtime::run(ctx, scope, stop());
+        tokio::pin!(controllers);
+        let lost = async {
+            loop {
+                if leading.changed().await.is_err() || !*leading.borrow_and_update() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = &mut controllers => {}
+            _ = lost => {
+                metrics.leader.set(0);
+                anyhow::bail!("lost the leader lease; exiting so that a fresh replica campaigns");
+            }
+        }
+        metrics.leader.set(0);
+        drop(leading);
+        let _ = lease_task.await;
+        tracing::info!("released the leader lease");
+    }
+    let _ = http.await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http::Request;
+    use tower::ServiceExt;
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String, Option<String>) {
+        let response = router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            String::from_utf8(bytes.to_vec()).unwrap(),
+            content_type,
+        )
+    }
+
+    #[tokio::test]
+    async fn metrics_are_scraped_with_their_names_and_labels() {
+        let metrics = Arc::new(Metrics::new());
+        // What the controllers record.
+        drop(metrics.reconcile("architecturesearch"));
+        metrics
+            .reconcile_errors
+            .with_label_values(&["childtrial", "conflict"])
+            .inc();
+        metrics
+            .trials
+            .with_label_values(&["nas", "cifar", "Running"])
+            .set(3);
+        for g in [
+            &metrics.best_reward,
+            &metrics.best_accuracy,
+            &metrics.best_latency_ms,
+            &metrics.gpu_seconds,
+        ] {
+            g.with_label_values(&["nas", "cifar"]).set(0.5);
+        }
+        metrics.trial_duration.observe(321.5);
+        metrics
+            .probe_latency
+            .with_label_values(&["pixel"])
+            .observe(4.0);
+        metrics
+            .policy_updates
+            .with_label_values(&["nas", "cifar"])
+            .inc_by(2);
+        metrics.probe_pending("pixel", "LatencyProbe/nas/a", true);
+        metrics.probe_pending("pixel", "LatencyProbe/nas/b", true);
+        metrics.probe_pending("pixel", "LatencyProbe/nas/a", false);
+        metrics.leader.set(1);
+        let health = Arc::new(Health {
+            metrics,
+            ready: AtomicBool::new(false),
+        });
+        let (status, text, content_type) = get(router(health.clone()), "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            content_type.as_deref(),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        for name in crate::metrics::NAMES {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} missing:\n{text}"
+            );
+        }
+        for line in [
+            "nasop_reconciles_total{controller=\"architecturesearch\"} 1",
+            "nasop_reconcile_errors_total{controller=\"childtrial\",error=\"conflict\"} 1",
+            "nasop_reconcile_duration_seconds_count{controller=\"architecturesearch\"} 1",
+            "nasop_trials{namespace=\"nas\",phase=\"Running\",search=\"cifar\"} 3",
+            "nasop_best_reward{namespace=\"nas\",search=\"cifar\"} 0.5",
+            "nasop_trial_duration_seconds_sum 321.5",
+            "nasop_probe_latency_ms_bucket{device_class=\"pixel\",le=\"6.4\"} 1",
+            "nasop_policy_updates_total{namespace=\"nas\",search=\"cifar\"} 2",
+            "nasop_probes_pending{device_class=\"pixel\"} 1",
+            "nasop_leader 1",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+        assert_eq!(
+            get(router(health.clone()), "/healthz").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(router(health.clone()), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        health.ready.store(true, Ordering::Relaxed);
+        assert_eq!(get(router(health), "/readyz").await.0, StatusCode::OK);
+    }
+}

@@ -1,0 +1,90 @@
+//! The `ChildTrial` reconciler: reads the trial's current Pod and probe, asks
+//! [`super::plan::plan`] what to do, and does it: create the trainer Pod (server-side apply),
+//! create the LatencyProbe, write the status, delete the Pods of a finished trial, record
+//! Events and metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::runtime::controller::Action;
+use kube::ResourceExt;
+use nasop_crds::api::{ChildTrial, LatencyProbe, TrialPhase};
+
+use super::plan::plan;
+use super::pod::{trainer_pod, ROLE_LABEL, TRIAL_LABEL};
+use crate::runtime::{apply, apply_status, now, Context, Error, Result};
+
+/// The controller name (metrics label).
+pub const CONTROLLER: &str = "childtrial";
+
+/// How often an unfinished trial is looked at without a change (a safety net for missed
+/// watch events; Pod and probe changes trigger reconciles at once).
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// Reconciles one ChildTrial.
+///
+/// # Errors
+/// API errors (retried with backoff by the error policy) and Pods that cannot be built.
+pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let namespace = trial
+        .namespace()
+        .ok_or(Error::Missing("metadata.namespace"))?;
+    let name = trial.name_any();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let probes: Api<LatencyProbe> = Api::namespaced(ctx.client.clone(), &namespace);
+    let trials: Api<ChildTrial> = Api::namespaced(ctx.client.clone(), &namespace);
+    let status = trial.status.clone().unwrap_or_default();
+    let finished = matches!(
+        status.phase,
+        Some(TrialPhase::Succeeded) | Some(TrialPhase::Failed)
+    );
+    if finished && status.pod_name.is_none() {
+        ctx.succeeded(&crate::runtime::key(trial.as_ref()));
+        return Ok(Action::await_change());
+    }
+    let pod = match (&status.pod_name, finished, status.metrics.is_some()) {
+        (Some(p), false, false) => pods.get_opt(p).await?,
+        _ => None,
+    };
+    let probe = match (&status.probe_name, finished) {
+        (Some(p), false) => probes.get_opt(p).await?,
+        _ => None,
+    };
+    let plan = plan(&trial, pod.as_ref(), probe.as_ref(), &now());
+    if let Some(attempt) = plan.create_pod {
+        apply(&pods, &trainer_pod(&trial, attempt)?).await?;
+    }
+    if let Some(p) = &plan.create_probe {
+        apply(&probes, p).await?;
+    }
+    if plan.delete_pods {
+        pods.delete_collection(
+            &DeleteParams::background(),
+            &ListParams::default().labels(&format!("{TRIAL_LABEL}={name},{ROLE_LABEL}=trainer")),
+        )
+        .await?;
+    }
+    if trial.status.as_ref() != Some(&plan.status) {
+        apply_status(&trials, trial.as_ref(), &plan.status).await?;
+        let newly_finished = !finished
+            && matches!(
+                plan.status.phase,
+                Some(TrialPhase::Succeeded) | Some(TrialPhase::Failed)
+            );
+        if newly_finished {
+            if let Some(seconds) = plan.status.metrics.as_ref().and_then(|m| m.train_seconds) {
+                ctx.metrics.trial_duration.observe(seconds);
+            }
+        }
+    }
+    ctx.publish(trial.as_ref(), "Reconcile", &plan.notes).await;
+    ctx.succeeded(&crate::runtime::key(trial.as_ref()));
+    Ok(Action::requeue(RESYNC))
+}
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod tests;

@@ -1,0 +1,236 @@
+//! Mock-API tests of the ChildTrial reconciler: one scenario per path.
+
+use std::sync::Arc;
+
+use nasop_crds::api::{ChildTrial, ChildTrialStatus, TrialPhase};
+use nasop_crds::result::FailureReason;
+use serde_json::{json, Value};
+
+use super::reconcile;
+use crate::mock::{self, ApiServer};
+use crate::testing::{evicted_pod, gpu_trial, latency_trial, pod, train_failure, train_success};
+
+const PODS: &str = "/api/v1/namespaces/nas/pods";
+const TRIAL: &str = "/apis/nasop.dev/v1alpha1/namespaces/nas/childtrials/cifar-nb201-00042";
+
+fn with(mut t: ChildTrial, status: Value) -> ChildTrial {
+    t.status = Some(serde_json::from_value(status).unwrap());
+    t
+}
+
+fn running(attempts: i32, disruptions: i32) -> Value {
+    json!({"phase": "Running", "attempts": attempts, "disruptions": disruptions,
+           "podName": format!("cifar-nb201-00042-train-{attempts}")})
+}
+
+async fn reconciled(
+    trial: ChildTrial,
+    script: impl FnOnce(ApiServer, Value) -> futures::future::BoxFuture<'static, ApiServer>,
+) -> kube::runtime::controller::Action {
+    let (ctx, server) = mock::context();
+    let object = serde_json::to_value(&trial).unwrap();
+    mock::run(
+        async move { reconcile(Arc::new(trial), ctx).await.unwrap() },
+        script(server, object),
+    )
+    .await
+}
+
+fn status_of(seen: &mock::Seen) -> ChildTrialStatus {
+    serde_json::from_value(seen.body["status"].clone()).unwrap()
+}
+
+#[tokio::test]
+async fn a_new_trial_gets_its_trainer_pod_and_a_pending_status() {
+    reconciled(gpu_trial(), |mut s, object| {
+        Box::pin(async move {
+            let pod = s
+                .expect_apply(&format!("{PODS}/cifar-nb201-00042-train-1?"))
+                .await;
+            assert_eq!(pod.body["kind"], "Pod");
+            assert_eq!(
+                pod.body["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
+                "1"
+            );
+            assert_eq!(pod.body["spec"]["automountServiceAccountToken"], false);
+            assert_eq!(
+                pod.body["metadata"]["ownerReferences"][0]["kind"],
+                "ChildTrial"
+            );
+            let st = s.expect_status(&format!("{TRIAL}/status?"), &object).await;
+            let st = status_of(&st);
+            assert_eq!((st.phase, st.attempts), (Some(TrialPhase::Pending), 1));
+            s
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_completed_pod_makes_the_trial_succeed_with_parsed_metrics() {
+    let trial = with(gpu_trial(), running(1, 0));
+    reconciled(trial, |mut s, object| {
+        Box::pin(async move {
+            let done = pod(
+                "cifar-nb201-00042-train-1",
+                "Succeeded",
+                0,
+                Some(&train_success(0.9375)),
+            );
+            s.expect_get(
+                &format!("{PODS}/cifar-nb201-00042-train-1"),
+                Some(serde_json::to_value(done).unwrap()),
+            )
+            .await;
+            let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
+            assert_eq!(st.phase, Some(TrialPhase::Succeeded));
+            assert_eq!(st.reward, Some(0.9375));
+            let m = st.metrics.unwrap();
+            assert_eq!(
+                (m.accuracy, m.params, m.train_seconds),
+                (Some(0.9375), Some(1_073_466), Some(321.5))
+            );
+            s.expect_event("nas", "TrialSucceeded").await;
+            s
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_pod_is_retried_then_the_trial_fails() {
+    let crash = serde_json::to_value(pod(
+        "cifar-nb201-00042-train-1",
+        "Failed",
+        1,
+        Some(&train_failure(FailureReason::Internal, "CUDA error")),
+    ))
+    .unwrap();
+    let c = crash.clone();
+    reconciled(with(gpu_trial(), running(1, 0)), move |mut s, object| {
+        Box::pin(async move {
+            s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-1"), Some(c))
+                .await;
+            s.expect_apply(&format!("{PODS}/cifar-nb201-00042-train-2?"))
+                .await;
+            let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
+            assert_eq!(
+                (st.attempts, st.disruptions, st.phase),
+                (2, 0, Some(TrialPhase::Pending))
+            );
+            s.expect_event("nas", "AttemptFailed").await;
+            s
+        })
+    })
+    .await;
+    // The third failed attempt (maxAttempts 3) fails the trial; no new pod.
+    reconciled(with(gpu_trial(), running(3, 0)), move |mut s, object| {
+        Box::pin(async move {
+            s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-3"), Some(crash))
+                .await;
+            let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
+            assert_eq!(st.phase, Some(TrialPhase::Failed));
+            assert_eq!(st.reason.as_deref(), Some("Internal"));
+            s.expect_event("nas", "TrialFailed").await;
+            s
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_evicted_pod_is_retried_without_counting_a_failure() {
+    // Attempts exhausted by failures would fail the trial; an eviction does not count.
+    reconciled(with(gpu_trial(), running(3, 1)), |mut s, object| {
+        Box::pin(async move {
+            let evicted = serde_json::to_value(evicted_pod("cifar-nb201-00042-train-3")).unwrap();
+            s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-3"), Some(evicted))
+                .await;
+            s.expect_apply(&format!("{PODS}/cifar-nb201-00042-train-4?"))
+                .await;
+            let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
+            assert_eq!((st.attempts, st.disruptions), (4, 2));
+            s.expect_event("nas", "PodDisrupted").await;
+            s
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_result_fails_the_trial_with_a_reason() {
+    reconciled(with(gpu_trial(), running(1, 0)), |mut s, object| {
+        Box::pin(async move {
+            let garbage = pod(
+                "cifar-nb201-00042-train-1",
+                "Succeeded",
+                0,
+                Some("{\"schema\": \"nasop.dev/train-result/v1\", \"outcome\": \"Succeeded\"}"),
+            );
+            s.expect_get(
+                &format!("{PODS}/cifar-nb201-00042-train-1"),
+                Some(serde_json::to_value(garbage).unwrap()),
+            )
+            .await;
+            let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
+            assert_eq!(st.phase, Some(TrialPhase::Failed));
+            assert_eq!(st.reason.as_deref(), Some("BadResult"));
+            s.expect_event("nas", "TrialFailed").await;
+            s
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_trained_child_with_a_latency_objective_gets_a_probe() {
+    reconciled(with(latency_trial(2.0), running(1, 0)), |mut s, object| {
+        Box::pin(async move {
+            let done = pod("cifar-nb201-00042-train-1", "Succeeded", 0, Some(&train_success(0.8)));
+            s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-1"), Some(serde_json::to_value(done).unwrap()))
+                .await;
+            let probe = s
+                .expect_apply("/apis/nasop.dev/v1alpha1/namespaces/nas/latencyprobes/cifar-nb201-00042-probe?")
+                .await;
+            assert_eq!(probe.body["spec"]["deviceClass"], "pixel");
+            assert_eq!(probe.body["spec"]["inputShape"], json!([1, 3, 32, 32]));
+            let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
+            assert_eq!(st.phase, Some(TrialPhase::Running));
+            assert_eq!(st.probe_name.as_deref(), Some("cifar-nb201-00042-probe"));
+            assert!(st.metrics.is_some() && st.reward.is_none());
+            s
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_finished_trial_cleans_its_pods_once_and_keeps_its_result() {
+    let done = with(
+        gpu_trial(),
+        json!({"phase": "Succeeded", "attempts": 1, "podName": "cifar-nb201-00042-train-1",
+               "reward": 0.9, "metrics": {"accuracy": 0.9}}),
+    );
+    reconciled(done, |mut s, object| {
+        Box::pin(async move {
+            s.expect(
+                "DELETE",
+                &format!("{PODS}?"),
+                &["labelSelector=nasop.dev%2Ftrial%3Dcifar-nb201-00042%2Cnasop.dev%2Frole%3Dtrainer"],
+                |_| (200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})),
+            )
+            .await;
+            let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
+            assert_eq!((st.pod_name, st.reward), (None, Some(0.9)));
+            s
+        })
+    })
+    .await;
+    // Clean and finished: no request at all.
+    let clean = with(
+        gpu_trial(),
+        json!({"phase": "Succeeded", "attempts": 1, "reward": 0.9}),
+    );
+    let action = reconciled(clean, |s, _| Box::pin(async move { s })).await;
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+}

@@ -1,0 +1,278 @@
+use super::*;
+use crate::testing::{
+    evicted_pod, gpu_trial, latency_trial, now, pod, probe_success, train_failure, train_success,
+};
+use nasop_crds::api::LatencyProbeStatus;
+
+fn with_status(mut t: ChildTrial, status: ChildTrialStatus) -> ChildTrial {
+    t.status = Some(status);
+    t
+}
+
+fn attempt(n: i32, disruptions: i32) -> ChildTrialStatus {
+    ChildTrialStatus {
+        phase: Some(TrialPhase::Running),
+        attempts: n,
+        disruptions,
+        pod_name: Some(pod_name("cifar-nb201-00042", n)),
+        ..ChildTrialStatus::default()
+    }
+}
+
+#[test]
+fn a_new_trial_creates_attempt_one() {
+    let p = plan(&gpu_trial(), None, None, &now());
+    assert_eq!(p.create_pod, Some(1));
+    assert_eq!(p.status.attempts, 1);
+    assert_eq!(p.status.phase, Some(TrialPhase::Pending));
+    assert_eq!(
+        p.status.pod_name.as_deref(),
+        Some("cifar-nb201-00042-train-1")
+    );
+    assert!(p.create_probe.is_none() && !p.delete_pods);
+}
+
+#[test]
+fn a_completed_pod_gives_metrics_and_the_reward() {
+    let t = with_status(gpu_trial(), attempt(1, 0));
+    let done = pod("x", "Succeeded", 0, Some(&train_success(0.9123)));
+    let p = plan(&t, Some(&done), None, &now());
+    let s = &p.status;
+    assert_eq!(s.phase, Some(TrialPhase::Succeeded));
+    assert_eq!(s.reward, Some(0.9123));
+    let m = s.metrics.as_ref().unwrap();
+    assert_eq!(m.accuracy, Some(0.9123));
+    assert_eq!(m.params, Some(1_073_466));
+    assert_eq!(m.macs, Some(153_272_960));
+    assert_eq!(m.train_seconds, Some(321.5));
+    assert_eq!(m.epochs, Some(2));
+    assert_eq!(m.learning_curve.len(), 2);
+    assert_eq!(s.completion_time, Some(now()));
+    assert!(!p.delete_pods, "the finished status is written first");
+    assert_eq!(p.notes[0].reason, "TrialSucceeded");
+    // Then the pods are cleaned once and the status drops the pod name.
+    let again = plan(
+        &with_status(gpu_trial(), p.status.clone()),
+        None,
+        None,
+        &now(),
+    );
+    assert!(again.delete_pods && again.create_pod.is_none());
+    assert_eq!(again.status.pod_name, None);
+    assert_eq!(again.status.reward, p.status.reward);
+    let clean = plan(
+        &with_status(gpu_trial(), again.status.clone()),
+        None,
+        None,
+        &now(),
+    );
+    assert!(!clean.delete_pods);
+    assert_eq!(clean.status, again.status);
+}
+
+#[test]
+fn a_running_pod_sets_the_start_time_once() {
+    let t = with_status(gpu_trial(), attempt(1, 0));
+    let p = plan(&t, Some(&pod("x", "Running", 0, None)), None, &now());
+    assert_eq!(p.status.phase, Some(TrialPhase::Running));
+    assert_eq!(
+        p.status.start_time,
+        Some(Time("2026-11-29T11:00:00Z".parse().unwrap()))
+    );
+    assert_eq!(p.create_pod, None);
+}
+
+#[test]
+fn a_failing_pod_is_retried_until_max_attempts_then_fails() {
+    // The fixture allows 3 attempts (the default).
+    let failed = pod(
+        "x",
+        "Failed",
+        1,
+        Some(&train_failure(
+            FailureReason::Internal,
+            "CUDA error: unspecified launch failure",
+        )),
+    );
+    let p1 = plan(
+        &with_status(gpu_trial(), attempt(1, 0)),
+        Some(&failed),
+        None,
+        &now(),
+    );
+    assert_eq!(p1.create_pod, Some(2));
+    assert_eq!(p1.status.attempts, 2);
+    assert_eq!(p1.notes[0].reason, "AttemptFailed");
+    let p2 = plan(
+        &with_status(gpu_trial(), p1.status),
+        Some(&failed),
+        None,
+        &now(),
+    );
+    assert_eq!(p2.create_pod, Some(3));
+    let p3 = plan(
+        &with_status(gpu_trial(), p2.status),
+        Some(&failed),
+        None,
+        &now(),
+    );
+    assert_eq!(p3.create_pod, None);
+    assert_eq!(p3.status.phase, Some(TrialPhase::Failed));
+    assert_eq!(p3.status.reason.as_deref(), Some("Internal"));
+    assert_eq!(
+        p3.status.message.as_deref(),
+        Some("CUDA error: unspecified launch failure (after 3 failed attempts)")
+    );
+}
+
+#[test]
+fn failures_that_would_repeat_are_not_retried() {
+    let diverged = pod(
+        "x",
+        "Failed",
+        5,
+        Some(&train_failure(
+            FailureReason::Diverged,
+            "loss is NaN at epoch 1",
+        )),
+    );
+    let p = plan(
+        &with_status(gpu_trial(), attempt(1, 0)),
+        Some(&diverged),
+        None,
+        &now(),
+    );
+    assert_eq!(p.create_pod, None);
+    assert_eq!(p.status.reason.as_deref(), Some("Diverged"));
+    assert_eq!(p.status.message.as_deref(), Some("loss is NaN at epoch 1"));
+}
+
+#[test]
+fn evictions_and_lost_pods_are_retried_without_counting_a_failure() {
+    let t = with_status(gpu_trial(), attempt(3, 2));
+    // 3 attempts, 2 disrupted: 1 failed attempt used; an eviction still retries.
+    let p = plan(&t, Some(&evicted_pod("x")), None, &now());
+    assert_eq!(p.create_pod, Some(4));
+    assert_eq!((p.status.attempts, p.status.disruptions), (4, 3));
+    assert_eq!(p.notes[0].reason, "PodDisrupted");
+    let gone = plan(&with_status(gpu_trial(), p.status), None, None, &now());
+    assert_eq!(gone.create_pod, Some(5));
+    assert_eq!(gone.status.disruptions, 4);
+    // Past the bound, the trial fails with Disrupted.
+    let worn = with_status(gpu_trial(), attempt(12, MAX_DISRUPTIONS));
+    let p = plan(&worn, Some(&evicted_pod("x")), None, &now());
+    assert_eq!(p.status.reason.as_deref(), Some("Disrupted"));
+    assert_eq!(p.create_pod, None);
+}
+
+#[test]
+fn a_bad_result_fails_the_trial_with_a_reason() {
+    let t = with_status(gpu_trial(), attempt(1, 0));
+    let truncated = &train_success(0.9)[..40];
+    let p = plan(
+        &t,
+        Some(&pod("x", "Succeeded", 0, Some(truncated))),
+        None,
+        &now(),
+    );
+    assert_eq!(p.status.phase, Some(TrialPhase::Failed));
+    assert_eq!(p.status.reason.as_deref(), Some("BadResult"));
+    assert!(
+        p.status
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("the trainer's result cannot be trusted"),
+        "{:?}",
+        p.status.message
+    );
+    let p = plan(&t, Some(&pod("x", "Succeeded", 0, None)), None, &now());
+    assert_eq!(p.status.reason.as_deref(), Some("BadResult"));
+    // Accuracy outside [0, 1] gets no reward.
+    let p = plan(
+        &t,
+        Some(&pod("x", "Succeeded", 0, Some(&train_success(1.5)))),
+        None,
+        &now(),
+    );
+    assert_eq!(p.status.reason.as_deref(), Some("BadResult"));
+}
+
+#[test]
+fn a_latency_objective_waits_for_the_probe_then_rewards_acc_times_latency() {
+    let t = with_status(latency_trial(2.0), attempt(1, 0));
+    let trained = pod("x", "Succeeded", 0, Some(&train_success(0.8)));
+    let p = plan(&t, Some(&trained), None, &now());
+    assert_eq!(p.status.phase, Some(TrialPhase::Running));
+    assert!(p.status.metrics.is_some() && p.status.reward.is_none());
+    let probe = p.create_probe.clone().unwrap();
+    assert_eq!(
+        probe.metadata.name.as_deref(),
+        Some("cifar-nb201-00042-probe")
+    );
+    assert_eq!(probe.spec.device_class, "pixel");
+    assert_eq!(probe.spec.classes, 10);
+    assert_eq!(probe.spec.settings.input_shape, Some(vec![1, 3, 32, 32]));
+    assert_eq!(
+        probe.spec.settings.image.as_deref(),
+        Some("ghcr.io/nasop-dev/nasop-trainer:0.1.0-cuda")
+    );
+    let owner = &probe.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("ChildTrial", Some(true))
+    );
+    assert_eq!(
+        probe.metadata.labels.as_ref().unwrap()[labels::GENOTYPE_HASH],
+        "af327c6e56e7e0c8"
+    );
+    // Measuring: still running; the trainer pod may be gone by now.
+    let waiting = with_status(latency_trial(2.0), p.status.clone());
+    let mut measuring = probe.clone();
+    measuring.status = Some(LatencyProbeStatus {
+        phase: Some(ProbePhase::Running),
+        ..LatencyProbeStatus::default()
+    });
+    let p2 = plan(&waiting, None, Some(&measuring), &now());
+    assert_eq!(p2.status.phase, Some(TrialPhase::Running));
+    assert!(p2.create_probe.is_none() && p2.create_pod.is_none());
+    // Measured at 4 ms against T = 2 ms: 0.8 * (4/2)^-0.07.
+    let mut measured = probe;
+    let report: nasop_crds::result::ProbeResult =
+        serde_json::from_str(&probe_success(4.0)).unwrap();
+    let nasop_crds::result::ProbeOutcome::Succeeded(r) = report.outcome else {
+        panic!()
+    };
+    measured.status = Some(LatencyProbeStatus {
+        phase: Some(ProbePhase::Succeeded),
+        latency: Some(r.latency.clone()),
+        ..LatencyProbeStatus::default()
+    });
+    let p3 = plan(&waiting, None, Some(&measured), &now());
+    assert_eq!(p3.status.phase, Some(TrialPhase::Succeeded));
+    let expected = 0.8 * 2f64.powf(-0.07);
+    assert!((p3.status.reward.unwrap() - expected).abs() < 1e-12);
+    assert_eq!(p3.status.latency.as_ref().unwrap().median_ms, 4.0);
+    // A failed probe fails the trial.
+    measured.status = Some(LatencyProbeStatus {
+        phase: Some(ProbePhase::Failed),
+        reason: Some("OutOfMemory".into()),
+        message: Some("x".into()),
+        ..LatencyProbeStatus::default()
+    });
+    let p4 = plan(&waiting, None, Some(&measured), &now());
+    assert_eq!(p4.status.reason.as_deref(), Some("ProbeFailed"));
+}
+
+#[test]
+fn a_probe_for_an_image_folder_needs_an_input_shape() {
+    let mut t = latency_trial(2.0);
+    t.spec.trial.dataset.format = nasop_crds::api::DatasetFormat::ImageFolder;
+    assert!(latency_probe(&t).unwrap_err().contains("probe.inputShape"));
+    t.spec.probe =
+        Some(serde_json::from_value(serde_json::json!({"inputShape": [1, 3, 64, 64]})).unwrap());
+    assert_eq!(
+        latency_probe(&t).unwrap().spec.settings.input_shape,
+        Some(vec![1, 3, 64, 64])
+    );
+}
