@@ -15,7 +15,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup build demo test lint fmt-check clippy fmt crds clean bench bench-trainer bench-probe bench-latency-model bench-search
+.PHONY: setup apiserver build demo test lint fmt-check clippy fmt crds clean bench bench-trainer bench-probe bench-latency-model bench-search
 
 # Returns at once when the venv is ready.
 setup:
@@ -29,6 +29,11 @@ demo: build
 
 test: setup
 	$(CARGO) test --workspace
+
+# The real kube-apiserver and etcd of the API-server tests (built from Go modules, cached; the
+# tests call this themselves).
+apiserver:
+	bash tests/apiserver/build.sh
 
 # Trainer throughput against PyTorch eager (same child, batch, threads, device, data in memory).
 # BENCH_ARGS passes flags through, e.g. BENCH_ARGS="--device cuda --batch-size 256".

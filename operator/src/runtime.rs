@@ -69,6 +69,17 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The API server's message when it refused an object as invalid (422): retrying the same
+    /// object cannot succeed.
+    pub fn rejection(&self) -> Option<String> {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 422 => Some(s.message.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// Result of a reconcile.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -254,12 +265,18 @@ fn apis<K>(client: &Client, scope: &Scope) -> Vec<Api<K>>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
 {
-    if scope.namespaces.is_empty() {
+    let namespaces: std::collections::BTreeSet<&str> = scope
+        .namespaces
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {
-        scope
-            .namespaces
-            .iter()
+        // Each namespace once: two controllers on one object would race.
+        namespaces
+            .into_iter()
             .map(|ns| Api::namespaced(client.clone(), ns))
             .collect()
     }

@@ -4,6 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod apiserver;
+pub mod kubelet;
+
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -22,6 +22,9 @@ pub mod labels {
     pub const GENOTYPE_HASH: &str = "nasop.dev/genotype-hash";
     /// Device class of a latency probe.
     pub const DEVICE_CLASS: &str = "nasop.dev/device-class";
+    /// What a latency probe measures (hash of its spec without the trial): probes with the
+    /// same key share one measurement.
+    pub const PROBE_KEY: &str = "nasop.dev/probe-key";
     /// `app.kubernetes.io/name`: always `nasop`.
     pub const APP_NAME: &str = "app.kubernetes.io/name";
     /// `app.kubernetes.io/component`: `trainer` or `probe`.

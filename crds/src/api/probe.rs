@@ -52,8 +52,11 @@ pub struct LatencyProbeSpec {
     /// Stable hash of the genotype (with `deviceClass`, the cache key).
     #[schemars(length(min = 16, max = 16))]
     pub genotype_hash: String,
-    /// The device class measured on.
-    #[schemars(length(min = 1, max = 63))]
+    /// The device class measured on (a label value).
+    #[schemars(
+        length(min = 1, max = 63),
+        pattern(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+    )]
     pub device_class: String,
     /// The trial that asked for the measurement, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

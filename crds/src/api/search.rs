@@ -303,8 +303,13 @@ named_enum! {
 
 /// MnasNet's latency objective: reward = ACC(m) x [LAT(m) / T]^w, w = alpha if LAT <= T,
 /// else beta.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+///
+/// The CEL rule repeats the schema's minimum of `targetMs`: the API server's OpenAPI check
+/// compares an integer value against a fractional minimum truncated to an integer (measured:
+/// kube-apiserver 1.34 accepts `targetMs: 0` despite `minimum: 0.001`).
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.targetMs >= 0.001").message("objective.latency.targetMs must be at least 0.001 ms").field_path(".targetMs"))]
 pub struct LatencyObjective {
     /// Target latency T, milliseconds (paper: 75 ms on a Pixel 1).
     #[schemars(range(min = 0.001, max = 1000000.0))]
@@ -321,8 +326,12 @@ pub struct LatencyObjective {
     #[schemars(range(min = -10.0, max = 0.0))]
     pub beta: Option<f64>,
     /// The device class to measure on (a node class of the device farm; `probe` says where
-    /// its nodes are).
-    #[schemars(length(min = 1, max = 63))]
+    /// its nodes are). A label value: letters, digits, `-`, `_`, `.`, starting and ending
+    /// alphanumeric.
+    #[schemars(
+        length(min = 1, max = 63),
+        pattern(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+    )]
     pub device_class: String,
 }
 
@@ -335,6 +344,7 @@ fn default_parallelism() -> i32 {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.parallelism <= self.maxTrials").message("budget.parallelism must not exceed budget.maxTrials").field_path(".parallelism"))]
 #[x_kube(validation = Rule::new("!has(self.maxFailedTrials) || self.maxFailedTrials <= self.maxTrials").message("budget.maxFailedTrials must not exceed budget.maxTrials").field_path(".maxFailedTrials"))]
+#[x_kube(validation = Rule::new("!has(self.maxGpuHours) || self.maxGpuHours >= 0.001").message("budget.maxGpuHours must be at least 0.001").field_path(".maxGpuHours"))]
 pub struct BudgetSpec {
     /// Children to train in total (NASNet: 20,000; MnasNet: ~8,000).
     #[schemars(range(min = 1, max = 1000000))]

@@ -10,10 +10,12 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use nasop_crds::api::{labels, LatencyProbe, ProbePhase};
+use nasop_crds::result::FailureReason;
 
-use super::plan::plan;
+use super::plan::{plan, probe_key};
 use super::pod::{pod_name, probe_pod};
 use crate::runtime::{apply, apply_status, key, now, Context, Error, Result};
+use crate::trial::plan::Note;
 
 /// The controller name (metrics label).
 pub const CONTROLLER: &str = "latencyprobe";
@@ -52,27 +54,38 @@ pub async fn reconcile(probe: Arc<LatencyProbe>, ctx: Arc<Context>) -> Result<Ac
     let same_key = if status.attempts == 0 {
         probes
             .list(&ListParams::default().labels(&format!(
-                "{}={},{}={}",
-                labels::GENOTYPE_HASH,
-                probe.spec.genotype_hash,
-                labels::DEVICE_CLASS,
-                probe.spec.device_class
+                "{}={}",
+                labels::PROBE_KEY,
+                probe_key(&probe.spec)
             )))
             .await?
             .items
-            .into_iter()
-            .filter(|p| p.spec.genotype_hash == probe.spec.genotype_hash)
-            .collect()
     } else {
         Vec::new()
     };
-    let plan = plan(&probe, pod.as_ref(), &same_key, &now());
+    let mut plan = plan(&probe, pod.as_ref(), &same_key, &now());
     if let Some(attempt) = plan.create_pod {
-        apply(&pods, &probe_pod(&probe, attempt)?).await?;
+        if let Err(e) = apply(&pods, &probe_pod(&probe, attempt)?).await {
+            // A pod the API server refuses as invalid fails the probe; anything else retries.
+            let message = format!(
+                "the API server refused the probe pod: {}",
+                e.rejection().ok_or(e)?
+            );
+            let s = &mut plan.status;
+            s.phase = Some(ProbePhase::Failed);
+            s.reason = Some(FailureReason::InvalidInput.name().to_string());
+            s.message = Some(message.clone());
+            s.completion_time = Some(now());
+            plan.notes.push(Note {
+                warning: true,
+                reason: "ProbeFailed",
+                message,
+            });
+        }
     }
     if plan.delete_pods {
         // By name: other probes of the same child may be measuring on other classes.
-        for attempt in 1..=status.attempts {
+        for attempt in 1..=status.attempts.max(1) {
             match pods
                 .delete(&pod_name(&name, attempt), &DeleteParams::background())
                 .await

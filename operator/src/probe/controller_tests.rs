@@ -13,8 +13,13 @@ use crate::trial::plan::latency_probe;
 
 const PODS: &str = "/api/v1/namespaces/nas/pods";
 const PROBES: &str = "/apis/nasop.dev/v1alpha1/namespaces/nas/latencyprobes";
-const SELECTOR: &str =
-    "nasop.dev%2Fgenotype-hash%3Daf327c6e56e7e0c8%2Cnasop.dev%2Fdevice-class%3Dpixel";
+
+fn selector(p: &LatencyProbe) -> String {
+    format!(
+        "nasop.dev%2Fprobe-key%3D{}",
+        crate::probe::plan::probe_key(&p.spec)
+    )
+}
 
 fn probe(name: &str, created: &str) -> LatencyProbe {
     let mut p = latency_probe(&latency_trial(2.0)).unwrap();
@@ -45,9 +50,10 @@ fn status_of(seen: &mock::Seen) -> LatencyProbeStatus {
 async fn a_new_probe_starts_its_pod_on_the_device_class() {
     let p = probe("a-probe", "2026-11-29T10:00:00Z");
     let me = serde_json::to_value(&p).unwrap();
+    let sel = selector(&p);
     reconciled(p, move |mut api, object| {
         Box::pin(async move {
-            api.expect_list(PROBES, SELECTOR, vec![me]).await;
+            api.expect_list(PROBES, &sel, vec![me]).await;
             let pod = api.expect_apply(&format!("{PODS}/a-probe-1?")).await;
             assert_eq!(
                 pod.body["spec"]["nodeSelector"]["nasop.dev/device-class"],
@@ -74,12 +80,18 @@ async fn a_measured_child_is_not_measured_again() {
     old.status = Some(serde_json::from_value(json!({"phase": "Succeeded", "attempts": 1,
         "latency": {"medianMs": 1.25, "p90Ms": 1.3, "meanMs": 1.26, "stddevMs": 0.02, "minMs": 1.2, "repeats": 50},
         "device": {"nodeName": "pixel-node-2"}})).unwrap());
+    let sel = selector(&old);
     let old = serde_json::to_value(&old).unwrap();
     reconciled(
         probe("new-probe", "2026-11-29T10:00:00Z"),
         move |mut api, object| {
             Box::pin(async move {
-                api.expect_list(PROBES, SELECTOR, vec![old]).await;
+                api.expect_list(PROBES, &sel, vec![old]).await;
+                // A pod of attempt 1 left by a stale read is removed (none here).
+                api.expect("DELETE", &format!("{PODS}/new-probe-1"), &[], |_| {
+                    (404, mock::not_found())
+                })
+                .await;
                 let st = status_of(
                     &api.expect_status(&format!("{PROBES}/new-probe/status?"), &object)
                         .await,

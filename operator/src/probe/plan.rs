@@ -1,15 +1,17 @@
 //! What a `LatencyProbe` needs next, from the probe, the Pod of its current attempt, and the
 //! other probes of the same (genotype hash, device class). Pure.
 //!
-//! Cache: a child is measured once per device class. A probe whose key already has a
-//! Succeeded probe copies its result (`cachedFrom`); while an earlier probe of the key (by
-//! creation time, then name) is unfinished, it waits instead of measuring the same child
-//! twice.
+//! Cache: a child is measured once per measurement setting. The key ([`probe_key`]) hashes
+//! the whole probe spec but the trial: space parameters, genotype, device class, input shape,
+//! classes, image, device, threads, repeats. A probe whose key already has a Succeeded probe
+//! copies its result (`cachedFrom`); while an earlier probe of the key (by creation time,
+//! then name) is unfinished, it waits instead of measuring the same thing twice.
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use nasop_crds::api::{LatencyProbe, LatencyProbeStatus, ProbePhase};
+use nasop_crds::api::{LatencyProbe, LatencyProbeSpec, LatencyProbeStatus, ProbePhase};
 use nasop_crds::result::{FailureReason, ProbeOutcome, ProbeResult};
+use sha2::{Digest, Sha256};
 
 use super::pod::pod_name;
 use crate::pods::{pod_state, PodState};
@@ -45,6 +47,19 @@ pub fn probe_failure_of(message: &str) -> Option<(FailureReason, String)> {
     }
 }
 
+/// The cache key of a probe spec: the first 16 hex digits of the SHA-256 of its JSON without
+/// `trialName` (a label value).
+pub fn probe_key(spec: &LatencyProbeSpec) -> String {
+    let mut spec = spec.clone();
+    spec.trial_name = None;
+    let json = serde_json::to_vec(&spec).expect("a probe spec serializes");
+    Sha256::digest(&json)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn finished(p: &LatencyProbe) -> bool {
     matches!(
         p.status.as_ref().and_then(|s| s.phase),
@@ -60,7 +75,8 @@ fn order_key(p: &LatencyProbe) -> (Option<Time>, Option<String>) {
 }
 
 /// The plan for `probe`, given the Pod of its current attempt (`None`: not found) and the
-/// probes of the same key (`same_key` may include `probe` itself), at time `now`.
+/// probes that may share its key (`same_key`; others and `probe` itself are skipped), at time
+/// `now`.
 pub fn plan(
     probe: &LatencyProbe,
     pod: Option<&Pod>,
@@ -86,9 +102,10 @@ pub fn plan(
     }
     let name = probe.metadata.name.clone().unwrap_or_default();
     if status.attempts == 0 {
-        let others = same_key
-            .iter()
-            .filter(|p| p.metadata.name.as_deref() != Some(name.as_str()));
+        let key = probe_key(&probe.spec);
+        let others = same_key.iter().filter(|p| {
+            p.metadata.name.as_deref() != Some(name.as_str()) && probe_key(&p.spec) == key
+        });
         let cached = others.clone().find(|p| {
             p.status
                 .as_ref()
@@ -101,6 +118,8 @@ pub fn plan(
             status.device = s.device.clone();
             status.cached_from = source.metadata.name.clone();
             status.completion_time = Some(now.clone());
+            // A pod of attempt 1 may exist when this reconcile read a stale probe: remove it.
+            out.delete_pods = true;
             out.notes.push(Note {
                 warning: false,
                 reason: "CachedResult",
@@ -333,6 +352,14 @@ mod tests {
             }),
             ..LatencyProbeStatus::default()
         });
+        let mut other_shape = measured.clone();
+        other_shape.spec.settings.input_shape = Some(vec![1, 3, 224, 224]);
+        let not_shared = plan(&new, None, &[other_shape], &now());
+        assert_eq!(
+            not_shared.create_pod,
+            Some(1),
+            "another input shape is another measurement"
+        );
         let cached = plan(&new, None, &[measured], &now());
         assert_eq!(cached.create_pod, None);
         assert_eq!(cached.status.phase, Some(ProbePhase::Succeeded));

@@ -111,6 +111,8 @@ pub fn probe_pod(probe: &LatencyProbe, attempt: i32) -> Result<Pod, PodError> {
                     ..LabelSelector::default()
                 }),
                 topology_key: HOSTNAME_TOPOLOGY.into(),
+                // Probes of every namespace share the device nodes.
+                namespace_selector: Some(LabelSelector::default()),
                 ..PodAffinityTerm::default()
             }]),
             ..PodAntiAffinity::default()
@@ -189,6 +191,11 @@ mod tests {
         let term = &spec["affinity"]["podAntiAffinity"]
             ["requiredDuringSchedulingIgnoredDuringExecution"][0];
         assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
+        assert_eq!(
+            term["namespaceSelector"],
+            serde_json::json!({}),
+            "all namespaces"
+        );
         assert_eq!(
             term["labelSelector"]["matchLabels"],
             serde_json::json!({"nasop.dev/role": "probe", "nasop.dev/device-class": "pixel"})

@@ -158,10 +158,9 @@ pub fn budget_spent(search: &ArchitectureSearch, gpu_seconds: f64, now: &Time) -
         budget.deadline_seconds,
         search.status.as_ref().and_then(|s| s.start_time.as_ref()),
     ) {
-        let elapsed = now.0.as_second() - start.0.as_second();
-        if elapsed >= limit {
+        if now.0.as_second() - start.0.as_second() >= limit {
             return Some(format!(
-                "budget.deadlineSeconds ({limit} s) passed {elapsed} s after the start"
+                "budget.deadlineSeconds ({limit} s) passed since the start"
             ));
         }
     }

@@ -78,14 +78,30 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     let children: Vec<ChildTrial> = trials
         .list(&ListParams::default().labels(&selector))
         .await?
-        .items
-        .into_iter()
-        .filter(|c| {
-            c.owner_references()
-                .iter()
-                .any(|o| o.controller == Some(true) && o.uid == uid)
-        })
-        .collect();
+        .items;
+    // Objects of a deleted search of the same name wait for garbage collection: do not read
+    // or overwrite them.
+    let foreign = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+        refs.iter()
+            .any(|o| o.controller == Some(true) && o.uid != uid)
+    };
+    if maps.iter().any(|m| foreign(m.owner_references()))
+        || children.iter().any(|c| foreign(c.owner_references()))
+    {
+        ctx.publish(
+            search.as_ref(),
+            "Reconcile",
+            &[Note {
+                warning: false,
+                reason: "WaitingForCleanup",
+                message: format!(
+                    "objects labelled {selector} belong to a deleted search of the same name; waiting for their garbage collection"
+                ),
+            }],
+        )
+        .await;
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     let has_head = maps
         .iter()
         .any(|m| m.metadata.name.as_deref() == Some(head_name(&name).as_str()));
@@ -138,6 +154,10 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         let owner = search
             .controller_owner_ref(&())
             .ok_or(Error::Missing("metadata.uid"))?;
+        // Every part is written only if it is unchanged since it was read (its
+        // resourceVersion as a precondition), or created only if it did not exist: a
+        // concurrent writer (two active replicas) gets 409 and retries from a fresh read, so
+        // no head ever names parts another writer changed.
         for mut map in to_config_maps(
             &name,
             &namespace,
@@ -145,7 +165,27 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             Slot::next(&name, &maps),
         ) {
             map.metadata.owner_references = Some(vec![owner.clone()]);
-            apply(&config_maps, &map).await?;
+            let read = maps
+                .iter()
+                .find(|m| m.metadata.name == map.metadata.name)
+                .and_then(|m| m.metadata.resource_version.clone());
+            match read {
+                Some(version) => {
+                    map.metadata.resource_version = Some(version);
+                    apply(&config_maps, &map).await?;
+                }
+                None => {
+                    config_maps
+                        .create(
+                            &kube::api::PostParams {
+                                field_manager: Some(crate::runtime::MANAGER.into()),
+                                ..kube::api::PostParams::default()
+                            },
+                            &map,
+                        )
+                        .await?;
+                }
+            }
         }
     }
     let mut created = Vec::new();
@@ -185,15 +225,20 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     status.trials.running -= status.trials.pending;
     if search.spec.suspend && summary.phase == Phase::Running {
         status.phase = Some(SearchPhase::Suspended);
+        let before = previous.and_then(|p| {
+            p.conditions
+                .iter()
+                .find(|c| c.type_ == super::status::condition::PROGRESSING)
+        });
         for c in &mut status.conditions {
             if c.type_ == super::status::condition::PROGRESSING {
-                let flipped = c.status != "False";
                 c.status = "False".into();
                 c.reason = "Suspended".into();
                 c.message = "spec.suspend is true: no new trial starts".into();
-                if flipped {
-                    c.last_transition_time = now.clone();
-                }
+                c.last_transition_time = match before {
+                    Some(b) if b.status == "False" => b.last_transition_time.clone(),
+                    _ => now.clone(),
+                };
             }
         }
     }

@@ -79,8 +79,17 @@ async fn a_new_search_saves_its_policy_state_then_creates_parallelism_trials() {
         Box::pin(async move {
             api.expect_list(MAPS, SELECTOR, vec![]).await;
             api.expect_list(TRIALS, SELECTOR, vec![]).await;
-            let head = api.expect_apply(&format!("{MAPS}/cifar-policy?")).await;
+            // The head did not exist: created (a concurrent creator would get 409).
+            let head = api
+                .expect(
+                    "POST",
+                    &format!("{MAPS}?"),
+                    &["fieldManager=nasop-operator"],
+                    |s| (201, s.body.clone()),
+                )
+                .await;
             let head = config_map(&head);
+            assert_eq!(head.metadata.name.as_deref(), Some("cifar-policy"));
             assert_eq!(
                 head.metadata.owner_references.as_ref().unwrap()[0].kind,
                 "ArchitectureSearch"
@@ -135,7 +144,10 @@ fn mid_search(s: &ArchitectureSearch, rewards: &[Option<f64>]) -> (Vec<ConfigMap
     let space = s.spec.search_space.build().unwrap();
     let mut st = strategy::build(&space, &s.spec.strategy, 0).unwrap();
     let proposals = st.ask(rewards.len());
-    let maps = to_config_maps("cifar", "nas", &st.save(), Slot::A);
+    let mut maps = to_config_maps("cifar", "nas", &st.save(), Slot::A);
+    for m in &mut maps {
+        m.metadata.resource_version = Some("41".into());
+    }
     let children = proposals
         .iter()
         .zip(rewards)
@@ -168,6 +180,11 @@ async fn finished_trials_are_consumed_once_and_the_budget_ends_the_search() {
             api.expect_list(TRIALS, SELECTOR, c1).await;
             // Both results told: the new state goes to slot b, then the head.
             let head = config_map(&api.expect_apply(&format!("{MAPS}/cifar-policy?")).await);
+            assert_eq!(
+                head.metadata.resource_version.as_deref(),
+                Some("41"),
+                "written only if unchanged since read"
+            );
             assert_eq!(
                 head.metadata.annotations.as_ref().unwrap()["nasop.dev/policy-slot"],
                 "b"

@@ -11,8 +11,9 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use nasop_crds::api::{ChildTrial, LatencyProbe, TrialPhase};
+use nasop_crds::result::FailureReason;
 
-use super::plan::plan;
+use super::plan::{plan, Note, TrialPlan};
 use super::pod::{trainer_pod, ROLE_LABEL, TRIAL_LABEL};
 use crate::runtime::{apply, apply_status, now, Context, Error, Result};
 
@@ -53,12 +54,23 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
         (Some(p), false) => probes.get_opt(p).await?,
         _ => None,
     };
-    let plan = plan(&trial, pod.as_ref(), probe.as_ref(), &now());
+    let mut plan = plan(&trial, pod.as_ref(), probe.as_ref(), &now());
+    let mut created = Ok(());
     if let Some(attempt) = plan.create_pod {
-        apply(&pods, &trainer_pod(&trial, attempt)?).await?;
+        created = apply(&pods, &trainer_pod(&trial, attempt)?)
+            .await
+            .map(|_| ());
     }
-    if let Some(p) = &plan.create_probe {
-        apply(&probes, p).await?;
+    if let (Ok(()), Some(p)) = (&created, &plan.create_probe) {
+        created = apply(&probes, p).await.map(|_| ());
+    }
+    if let Err(e) = created {
+        // An object the API server refuses as invalid fails the trial; anything else retries.
+        let message = e.rejection().ok_or(e)?;
+        reject(
+            &mut plan,
+            format!("the API server refused an object of the trial: {message}"),
+        );
     }
     if plan.delete_pods {
         pods.delete_collection(
@@ -88,3 +100,18 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
 #[cfg(test)]
 #[path = "controller_tests.rs"]
 mod tests;
+
+/// Marks the plan's trial failed with [`FailureReason::InvalidInput`]: the API server refused
+/// its pod or probe.
+fn reject(plan: &mut TrialPlan, message: String) {
+    let s = &mut plan.status;
+    s.phase = Some(TrialPhase::Failed);
+    s.reason = Some(FailureReason::InvalidInput.name().to_string());
+    s.message = Some(message.clone());
+    s.completion_time = Some(now());
+    plan.notes.push(Note {
+        warning: true,
+        reason: "TrialFailed",
+        message,
+    });
+}

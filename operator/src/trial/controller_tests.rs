@@ -234,3 +234,27 @@ async fn a_finished_trial_cleans_its_pods_once_and_keeps_its_result() {
     let action = reconciled(clean, |s, _| Box::pin(async move { s })).await;
     assert_eq!(action, kube::runtime::controller::Action::await_change());
 }
+
+#[tokio::test]
+async fn a_pod_the_api_server_refuses_fails_the_trial_instead_of_retrying_forever() {
+    reconciled(gpu_trial(), |mut s, object| {
+        Box::pin(async move {
+            s.expect("PATCH", &format!("{PODS}/cifar-nb201-00042-train-1?"), &[], |_| {
+                (
+                    422,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                           "message": "Pod \"cifar-nb201-00042-train-1\" is invalid: spec.containers[0].resources.limits: Invalid value",
+                           "reason": "Invalid", "code": 422}),
+                )
+            })
+            .await;
+            let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
+            assert_eq!(st.phase, Some(TrialPhase::Failed));
+            assert_eq!(st.reason.as_deref(), Some("InvalidInput"));
+            assert!(st.message.unwrap().contains("resources.limits: Invalid value"));
+            s.expect_event("nas", "TrialFailed").await;
+            s
+        })
+    })
+    .await;
+}

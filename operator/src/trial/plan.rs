@@ -155,6 +155,10 @@ pub fn latency_probe(trial: &ChildTrial) -> Result<LatencyProbe, String> {
                 labels::DEVICE_CLASS.to_string(),
                 objective.device_class.clone(),
             ),
+            (
+                labels::PROBE_KEY.to_string(),
+                crate::probe::plan::probe_key(&probe.spec),
+            ),
             (labels::APP_NAME.to_string(), "nasop".to_string()),
             (
                 labels::APP_MANAGED_BY.to_string(),

@@ -1,0 +1,710 @@
+//! The operator against a real kube-apiserver + etcd (built from Go modules, see
+//! `tests/apiserver/`), with the process-kubelet running the real `nasop-trainer`: CRDs,
+//! examples, and whole searches with real training on the shipped Fashion-MNIST subset.
+//! Without Go these tests skip (one line each); in CI they must run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use nasop::metrics::Metrics;
+use nasop::runtime::{self, Context, Scope};
+use nasop_crds::api::{ArchitectureSearch, ChildTrial, LatencyProbe, SearchPhase, TrialPhase};
+use nasop_tests::apiserver::ApiServer;
+use nasop_tests::kubelet::{Kubelet, KubeletConfig};
+use nasop_tests::workspace_root;
+
+/// `nasop-trainer` of this build (built on demand: cargo builds other packages' binaries
+/// only for their own tests).
+fn trainer() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("nasop-trainer");
+    if !path.is_file() {
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "nasop-trainer", "--bin", "nasop-trainer"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        assert!(cmd
+            .current_dir(workspace_root())
+            .status()
+            .unwrap()
+            .success());
+    }
+    path
+}
+
+async fn start_server() -> Option<ApiServer> {
+    tokio::task::spawn_blocking(ApiServer::start).await.unwrap()
+}
+
+/// Applies `crds/*.yaml` and waits until each is Established.
+async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for file in ["architecturesearches", "childtrials", "latencyprobes"] {
+        let text =
+            std::fs::read_to_string(workspace_root().join(format!("crds/{file}.yaml"))).unwrap();
+        let value: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        let crd: CustomResourceDefinition = serde_json::from_value(value).unwrap();
+        crds.patch(
+            crd.metadata.name.as_deref().unwrap(),
+            &PatchParams::apply("nasop-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+    }
+    let start = Instant::now();
+    loop {
+        let list = crds.list(&ListParams::default()).await.unwrap();
+        let established = list
+            .items
+            .iter()
+            .filter(|c| {
+                c.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.ends_with(".nasop.dev"))
+            })
+            .filter(|c| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    })
+            })
+            .count();
+        if established == 3 {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "CRDs not Established"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn namespace(client: &Client, name: &str) {
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let obj: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    ns.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+struct Operator {
+    task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Operator {
+    fn start(client: Client, ns: &str, metrics: Arc<Metrics>) -> Self {
+        let ctx = Arc::new(Context::new(client, metrics, Some("e2e".into())));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let scope = Scope {
+            namespaces: vec![ns.to_string()],
+            concurrency: 4,
+        };
+        let task = tokio::spawn(runtime::run(ctx, scope, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            task,
+            stop: Some(tx),
+        }
+    }
+
+    /// Kills the operator mid-flight (drops its tasks, as a SIGKILL would stop it).
+    fn kill(mut self) {
+        self.stop.take();
+        self.task.abort();
+    }
+}
+
+fn search_manifest(name: &str, max_trials: i32, extra: &str) -> ArchitectureSearch {
+    let text = format!(
+        r#"
+apiVersion: nasop.dev/v1alpha1
+kind: ArchitectureSearch
+metadata: {{name: {name}}}
+spec:
+  searchSpace: {{nb201: {{channels: 8, cellsPerStage: 1}}}}
+  strategy: {{algorithm: PPO, seed: 7, controller: {{batchSize: 2}}}}
+  budget: {{maxTrials: {max_trials}, parallelism: 2, maxFailedTrials: 2}}
+  objective:
+    latency: {{targetMs: 1.0, deviceClass: cpu-test}}
+  trial:
+    image: nasop-trainer:test
+    args: ["--threads", "1"]
+    dataset: {{format: FashionMNIST, path: /data/fashion-mnist, trainExamples: 512, validationExamples: 256}}
+    epochs: 1
+    batchSize: 64
+  probe: {{repeats: 5, warmup: 1}}
+{extra}"#
+    );
+    let value: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
+async fn wait_phase(
+    searches: &Api<ArchitectureSearch>,
+    name: &str,
+    limit: Duration,
+) -> ArchitectureSearch {
+    let start = Instant::now();
+    loop {
+        let s = searches.get(name).await.unwrap();
+        if matches!(
+            s.status.as_ref().and_then(|s| s.phase),
+            Some(SearchPhase::Succeeded) | Some(SearchPhase::Failed)
+        ) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "search {name} not finished after {limit:?}: {:?}",
+            s.status
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn kubelet(client: &Client, ns: &str, work: &std::path::Path) -> Kubelet {
+    Kubelet::start(
+        client.clone(),
+        ns,
+        KubeletConfig {
+            trainer: trainer(),
+            paths: vec![(
+                "/data/fashion-mnist".into(),
+                workspace_root().join("data/fashion-mnist"),
+            )],
+            work: work.to_path_buf(),
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_search_runs_to_the_end_against_a_real_api_server() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let client = server.client().await;
+    install_crds(&client).await;
+    namespace(&client, "e2e").await;
+    let work = tempfile::tempdir().unwrap();
+    let kubelet = kubelet(&client, "e2e", work.path());
+    let metrics = Arc::new(Metrics::new());
+    let operator = Operator::start(client.clone(), "e2e", metrics.clone());
+    let searches: Api<ArchitectureSearch> = Api::namespaced(client.clone(), "e2e");
+    searches
+        .create(&PostParams::default(), &search_manifest("fmnist", 4, ""))
+        .await
+        .unwrap();
+    let done = wait_phase(&searches, "fmnist", Duration::from_secs(600)).await;
+    let status = done.status.clone().unwrap();
+    assert_eq!(status.phase, Some(SearchPhase::Succeeded), "{status:?}");
+    let trials: Api<ChildTrial> = Api::namespaced(client.clone(), "e2e");
+    let all = trials.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(all.len(), 4, "exactly maxTrials trials");
+    let mut best: Option<(f64, String)> = None;
+    for t in &all {
+        let s = t.status.as_ref().unwrap();
+        assert_eq!(s.phase, Some(TrialPhase::Succeeded), "{s:?}");
+        let acc = s.metrics.as_ref().unwrap().accuracy.unwrap();
+        assert!(acc > 0.1 && acc <= 1.0, "accuracy {acc}");
+        let latency = s.latency.as_ref().unwrap().median_ms;
+        assert!(latency > 0.0);
+        let reward = s.reward.unwrap();
+        let expected = acc * (latency / 1.0f64).powf(-0.07);
+        assert!((reward - expected).abs() < 1e-9, "{reward} vs {expected}");
+        if best.as_ref().is_none_or(|(r, _)| reward > *r) {
+            best = Some((reward, t.metadata.name.clone().unwrap()));
+        }
+    }
+    let b = status.best.unwrap();
+    assert_eq!((b.reward, b.trial_name), best.unwrap());
+    assert_eq!((status.trials.succeeded, status.trials.total), (4, 4));
+    let policy = status.policy.unwrap();
+    assert_eq!(policy.trials_consumed, 4);
+    assert_eq!(
+        policy.updates, 2,
+        "PPO batch 2: two updates from four rewards"
+    );
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "e2e");
+    assert!(maps.get_opt("fmnist-policy").await.unwrap().is_some());
+    let probes: Api<LatencyProbe> = Api::namespaced(client.clone(), "e2e");
+    assert_eq!(
+        probes
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
+    // Finished trials leave no pods behind.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e");
+    let start = Instant::now();
+    while !pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "pods left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = metrics.render();
+    assert!(
+        text.contains("nasop_trials{namespace=\"e2e\",phase=\"Succeeded\",search=\"fmnist\"} 4"),
+        "{text}"
+    );
+    assert!(text.contains("nasop_policy_updates_total{namespace=\"e2e\",search=\"fmnist\"}"));
+    assert_eq!(
+        kubelet.started.lock().unwrap().len(),
+        8,
+        "4 trainer + 4 probe pods"
+    );
+    operator.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_operator_resumes_without_duplicates_or_lost_results() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let client = server.client().await;
+    install_crds(&client).await;
+    namespace(&client, "restart").await;
+    let work = tempfile::tempdir().unwrap();
+    let _kubelet = kubelet(&client, "restart", work.path());
+    // Sequential (parallelism 1) so that the proposals depend only on the rewards.
+    let mut search = search_manifest("again", 5, "");
+    search.spec.objective.latency = None;
+    search.spec.budget.parallelism = 1;
+    let searches: Api<ArchitectureSearch> = Api::namespaced(client.clone(), "restart");
+    searches
+        .create(&PostParams::default(), &search)
+        .await
+        .unwrap();
+    let trials: Api<ChildTrial> = Api::namespaced(client.clone(), "restart");
+    let operator = Operator::start(client.clone(), "restart", Arc::new(Metrics::new()));
+    // Kill it as soon as the second trial has a result (before or after the search saw it).
+    let start = Instant::now();
+    loop {
+        let done = trials
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|t| t.status.as_ref().and_then(|s| s.phase) == Some(TrialPhase::Succeeded))
+            .count();
+        if done >= 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "no progress");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    operator.kill();
+    let again = Operator::start(client.clone(), "restart", Arc::new(Metrics::new()));
+    let done = wait_phase(&searches, "again", Duration::from_secs(600)).await;
+    let status = done.status.unwrap();
+    assert_eq!(status.phase, Some(SearchPhase::Succeeded));
+    let mut all = trials.list(&ListParams::default()).await.unwrap().items;
+    all.sort_by_key(|t| t.spec.proposal_id);
+    let ids: Vec<i64> = all.iter().map(|t| t.spec.proposal_id).collect();
+    assert_eq!(ids, vec![0, 1, 2, 3, 4], "no duplicate, none missing");
+    assert_eq!(status.policy.as_ref().unwrap().trials_consumed, 5);
+    // The proposals are those of an uninterrupted search given the same rewards in order.
+    let space = done.spec.search_space.build().unwrap();
+    let seed = nasop::search::children::derived_seed(done.metadata.uid.as_deref().unwrap());
+    let mut reference = nasop::strategy::build(&space, &done.spec.strategy, seed).unwrap();
+    for t in &all {
+        let p = reference.ask(1).remove(0);
+        assert_eq!(
+            p.genotype, t.spec.genotype,
+            "proposal {}",
+            t.spec.proposal_id
+        );
+        reference
+            .tell(p.id, t.status.as_ref().unwrap().reward.unwrap())
+            .unwrap();
+    }
+    assert_eq!(
+        status.policy.unwrap().updates,
+        reference.counts().updates as i64
+    );
+    again.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evictions_are_retried_and_failures_end_the_search_cleanly() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let client = server.client().await;
+    install_crds(&client).await;
+    namespace(&client, "faults").await;
+    let work = tempfile::tempdir().unwrap();
+    let kubelet = kubelet(&client, "faults", work.path());
+    let operator = Operator::start(client.clone(), "faults", Arc::new(Metrics::new()));
+    let searches: Api<ArchitectureSearch> = Api::namespaced(client.clone(), "faults");
+    let trials: Api<ChildTrial> = Api::namespaced(client.clone(), "faults");
+
+    // One eviction: retried, not a failure.
+    kubelet.faults.lock().unwrap().evict_trainers = 1;
+    let mut evicted = search_manifest("evicted", 2, "");
+    evicted.spec.objective.latency = None;
+    evicted.spec.strategy =
+        serde_json::from_value(serde_json::json!({"algorithm": "Random", "seed": 1})).unwrap();
+    searches
+        .create(&PostParams::default(), &evicted)
+        .await
+        .unwrap();
+    let done = wait_phase(&searches, "evicted", Duration::from_secs(300)).await;
+    let st = done.status.unwrap();
+    assert_eq!(st.phase, Some(SearchPhase::Succeeded));
+    assert_eq!((st.trials.succeeded, st.trials.failed), (2, 0));
+    let disrupted: Vec<_> = trials
+        .list(&ListParams::default().labels("nasop.dev/search=evicted"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|t| t.status.as_ref().unwrap().disruptions == 1)
+        .collect();
+    assert_eq!(disrupted.len(), 1, "one trial was evicted once");
+    assert_eq!(disrupted[0].status.as_ref().unwrap().attempts, 2);
+
+    // Every trainer fails: with maxAttempts 1 and maxFailedTrials 1 the search fails after
+    // the second failure and starts nothing more.
+    kubelet.faults.lock().unwrap().fail_trainers = 100;
+    let mut failing = search_manifest("failing", 6, "");
+    failing.spec.objective.latency = None;
+    failing.spec.budget.max_failed_trials = Some(1);
+    failing.spec.budget.parallelism = 1;
+    failing.spec.trial.max_attempts = 1;
+    failing.spec.strategy =
+        serde_json::from_value(serde_json::json!({"algorithm": "Random", "seed": 2})).unwrap();
+    searches
+        .create(&PostParams::default(), &failing)
+        .await
+        .unwrap();
+    let done = wait_phase(&searches, "failing", Duration::from_secs(300)).await;
+    let st = done.status.unwrap();
+    assert_eq!(st.phase, Some(SearchPhase::Failed));
+    assert_eq!((st.trials.failed, st.trials.total), (2, 2));
+    let degraded = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.status, "True");
+    let failed = trials
+        .list(&ListParams::default().labels("nasop.dev/search=failing"))
+        .await
+        .unwrap()
+        .items;
+    for t in &failed {
+        let s = t.status.as_ref().unwrap();
+        assert_eq!(s.reason.as_deref(), Some("Internal"), "{s:?}");
+    }
+    operator.kill();
+}
+
+/// A valid search as JSON, to break one field at a time.
+fn base_manifest(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "nasop.dev/v1alpha1", "kind": "ArchitectureSearch",
+        "metadata": {"name": name},
+        "spec": {
+            "searchSpace": {"nb201": {}},
+            "strategy": {"algorithm": "PPO"},
+            "budget": {"maxTrials": 10, "parallelism": 2},
+            "objective": {"latency": {"targetMs": 5.0, "deviceClass": "pixel"}},
+            "trial": {"image": "trainer:1", "dataset": {"format": "CIFAR10", "path": "/data"}},
+            "probe": {"repeats": 50}
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_api_server_accepts_the_examples_and_rejects_bad_manifests_by_field() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let client = server.client().await;
+    install_crds(&client).await;
+    namespace(&client, "manifests").await;
+    let searches: Api<ArchitectureSearch> = Api::namespaced(client.clone(), "manifests");
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    for path in nasop_tests::example_manifests() {
+        let value: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let search: ArchitectureSearch = serde_json::from_value(value).unwrap();
+        searches
+            .create(&dry, &search)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    searches
+        .create(
+            &dry,
+            &serde_json::from_value(base_manifest("base")).unwrap(),
+        )
+        .await
+        .unwrap();
+    // (what is broken, the JSON pointer and value, what the message must name)
+    let catalogue: Vec<(&str, &str, serde_json::Value, &str)> = vec![
+        (
+            "wrong type",
+            "/spec/budget/maxTrials",
+            "ten".into(),
+            "spec.budget.maxTrials",
+        ),
+        (
+            "zero trials",
+            "/spec/budget/maxTrials",
+            0.into(),
+            "spec.budget.maxTrials",
+        ),
+        (
+            "parallelism above maxTrials",
+            "/spec/budget/parallelism",
+            20.into(),
+            "budget.parallelism must not exceed budget.maxTrials",
+        ),
+        (
+            "maxFailedTrials above maxTrials",
+            "/spec/budget/maxFailedTrials",
+            11.into(),
+            "budget.maxFailedTrials must not exceed budget.maxTrials",
+        ),
+        (
+            "unknown algorithm",
+            "/spec/strategy/algorithm",
+            "Bayes".into(),
+            "spec.strategy.algorithm",
+        ),
+        (
+            "controller settings on evolution",
+            "/spec/strategy",
+            serde_json::json!({"algorithm": "Evolution", "controller": {}}),
+            "strategy.controller applies only to algorithm PPO or REINFORCE",
+        ),
+        (
+            "sample above population",
+            "/spec/strategy",
+            serde_json::json!({"algorithm": "Evolution", "evolution": {"populationSize": 4, "sampleSize": 8}}),
+            "sampleSize must not exceed",
+        ),
+        (
+            "learning rate above 1",
+            "/spec/strategy/controller",
+            serde_json::json!({"learningRate": 2.0}),
+            "spec.strategy.controller.learningRate",
+        ),
+        (
+            "unknown op",
+            "/spec/searchSpace",
+            serde_json::json!({"nb201": {"ops": ["conv_9x9"]}}),
+            "spec.searchSpace.nb201.ops",
+        ),
+        (
+            "unknown dataset format",
+            "/spec/trial/dataset/format",
+            "ImageNet".into(),
+            "spec.trial.dataset.format",
+        ),
+        (
+            "missing image",
+            "/spec/trial",
+            serde_json::json!({"dataset": {"format": "CIFAR10", "path": "/data"}}),
+            "spec.trial.image",
+        ),
+        (
+            "missing search space",
+            "/spec/searchSpace",
+            serde_json::Value::Null,
+            "spec.searchSpace",
+        ),
+        (
+            "zero epochs",
+            "/spec/trial/epochs",
+            0.into(),
+            "spec.trial.epochs",
+        ),
+        (
+            "zero latency target",
+            "/spec/objective/latency/targetMs",
+            0.into(),
+            "objective.latency.targetMs must be at least 0.001 ms",
+        ),
+        (
+            "zero GPU hours",
+            "/spec/budget/maxGpuHours",
+            0.into(),
+            "budget.maxGpuHours must be at least 0.001",
+        ),
+        (
+            "device class not a label value",
+            "/spec/objective/latency/deviceClass",
+            "Pixel 7".into(),
+            "spec.objective.latency.deviceClass",
+        ),
+        (
+            "zero probe repeats",
+            "/spec/probe/repeats",
+            0.into(),
+            "spec.probe.repeats",
+        ),
+        (
+            "two spaces at once",
+            "/spec/searchSpace",
+            serde_json::json!({"nb201": {}, "nasnet": {}}),
+            "spec.searchSpace",
+        ),
+    ];
+    assert!(catalogue.len() >= 15);
+    for (i, (what, pointer, value, named)) in catalogue.into_iter().enumerate() {
+        let mut m = base_manifest(&format!("bad-{i}"));
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let target = m.pointer_mut(parent).unwrap();
+        if value.is_null() {
+            target.as_object_mut().unwrap().remove(key);
+        } else {
+            target[key] = value;
+        }
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            "manifests",
+            &kube::api::ApiResource::erase::<ArchitectureSearch>(&()),
+        );
+        let obj: kube::api::DynamicObject = serde_json::from_value(m.clone()).unwrap();
+        match api.create(&dry, &obj).await {
+            Ok(back) => panic!(
+                "{what}: accepted {m}\nstored as {}",
+                serde_json::to_string(&back).unwrap()
+            ),
+            Err(kube::Error::Api(e)) => {
+                assert_eq!(e.code, 422, "{what}: {e:?}");
+                assert!(
+                    e.message.contains(named),
+                    "{what}: {} lacks {named}",
+                    e.message
+                );
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+    // A name too long for its trials' label values.
+    let mut long = base_manifest(&"n".repeat(57));
+    long["metadata"]["name"] = "n".repeat(57).into();
+    let obj: kube::api::DynamicObject = serde_json::from_value(long).unwrap();
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "manifests",
+        &kube::api::ApiResource::erase::<ArchitectureSearch>(&()),
+    );
+    let e = api.create(&dry, &obj).await.unwrap_err();
+    assert!(e.to_string().contains("at most 56 characters"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_operator_survives_an_api_server_restart() {
+    let Some(mut server) = start_server().await else {
+        return;
+    };
+    let client = server.client().await;
+    install_crds(&client).await;
+    namespace(&client, "restart-api").await;
+    let work = tempfile::tempdir().unwrap();
+    let _kubelet = kubelet(&client, "restart-api", work.path());
+    let operator = Operator::start(client.clone(), "restart-api", Arc::new(Metrics::new()));
+    let searches: Api<ArchitectureSearch> = Api::namespaced(client.clone(), "restart-api");
+    let mut s = search_manifest("survivor", 4, "");
+    s.spec.objective.latency = None;
+    searches.create(&PostParams::default(), &s).await.unwrap();
+    let trials: Api<ChildTrial> = Api::namespaced(client.clone(), "restart-api");
+    let start = Instant::now();
+    while trials
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        assert!(start.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::task::block_in_place(|| server.restart_apiserver());
+    let done = wait_phase(&searches, "survivor", Duration::from_secs(300)).await;
+    let st = done.status.unwrap();
+    assert_eq!(st.phase, Some(SearchPhase::Succeeded));
+    assert_eq!((st.trials.succeeded, st.trials.total), (4, 4));
+    operator.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_operators_at_once_still_make_exactly_max_trials_each_consumed_once() {
+    // Split brain (two active replicas): writes race and conflict (409); the state's
+    // resourceVersion precondition and retries keep the search exact.
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let client = server.client().await;
+    install_crds(&client).await;
+    namespace(&client, "twins").await;
+    let work = tempfile::tempdir().unwrap();
+    let kubelet = kubelet(&client, "twins", work.path());
+    kubelet.faults.lock().unwrap().delay = Duration::from_millis(300);
+    let (ma, mb) = (Arc::new(Metrics::new()), Arc::new(Metrics::new()));
+    let a = Operator::start(client.clone(), "twins", ma.clone());
+    let b = Operator::start(client.clone(), "twins", mb.clone());
+    let searches: Api<ArchitectureSearch> = Api::namespaced(client.clone(), "twins");
+    let mut s = search_manifest("twins", 6, "");
+    s.spec.objective.latency = None;
+    s.spec.budget.parallelism = 3;
+    searches.create(&PostParams::default(), &s).await.unwrap();
+    let done = wait_phase(&searches, "twins", Duration::from_secs(600)).await;
+    let st = done.status.unwrap();
+    assert_eq!(st.phase, Some(SearchPhase::Succeeded), "{st:?}");
+    let trials: Api<ChildTrial> = Api::namespaced(client.clone(), "twins");
+    let mut ids: Vec<i64> = trials
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|t| t.spec.proposal_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(st.policy.unwrap().trials_consumed, 6);
+    let conflicts = |m: &Metrics| {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with("nasop_reconcile_errors_total") && l.contains("conflict"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>()
+    };
+    eprintln!("conflicts retried: {} + {}", conflicts(&ma), conflicts(&mb));
+    a.kill();
+    b.kill();
+}
