@@ -221,10 +221,13 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<Option<u8>> {
             }
         }
         Command::Operator(args) => {
-            tokio::runtime::Builder::new_multi_thread()
+            let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
-                .build()?
-                .block_on(nasop::serve::run(args))?;
+                .build()?;
+            let result = runtime.block_on(nasop::serve::run(args));
+            // Tasks still running after the grace period are dropped, not waited for.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result?;
         }
         Command::BenchSearch(args) => {
             let rows = bench_search(&args)?;

@@ -19,6 +19,10 @@ use crate::cli::{LogFormat, OperatorArgs};
 use crate::metrics::Metrics;
 use crate::runtime::{self, Context, Scope};
 
+/// How long in-flight reconciles, the Lease release and open HTTP connections get after
+/// SIGTERM (Kubernetes' default `terminationGracePeriodSeconds` is 30 s, so 10 s leaves room).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the HTTP endpoints report.
 pub struct Health {
     /// The metrics rendered at /metrics.
@@ -77,7 +81,11 @@ pub async fn serve_http(
 fn init_logging(args: &OperatorArgs) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .with_context(|| format!("--log {:?}: not a log filter", args.log))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // To stderr: the `nasop` binary's main thread holds the stdout lock while a command
+    // runs, and a log line from another thread would wait for it forever.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -95,19 +103,44 @@ fn identity(args: &OperatorArgs) -> String {
     })
 }
 
-/// A future that completes on SIGTERM or SIGINT.
-async fn signalled() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Sends `true` on `stop` at the first SIGTERM or SIGINT (a signal-hook thread: the same
+/// mechanism `nasop run` uses).
+///
+/// # Errors
+/// The handlers cannot be installed.
+fn on_signal(stop: tokio::sync::watch::Sender<bool>) -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("installing the SIGTERM/SIGINT handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(signal, "shutdown requested; finishing in-flight reconciles");
+                let _ = stop.send(true);
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
+/// Runs the controllers until `stop`; in-flight reconciles get [`SHUTDOWN_GRACE`] after
+/// `grace` (the same signal) completes, then they are dropped.
+async fn controllers_with_grace(
+    ctx: Arc<Context>,
+    scope: Scope,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: impl std::future::Future<Output = ()>,
+) {
+    let controllers = runtime::run(ctx, scope, stop);
+    tokio::pin!(controllers);
     tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = &mut controllers => {}
+        _ = async { grace.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "reconciles still running after the grace period; stopping them");
+        }
     }
 }
 
@@ -130,11 +163,7 @@ pub async fn run(args: OperatorArgs) -> Result<()> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    tokio::spawn(async move {
-        signalled().await;
-        tracing::info!("shutdown requested; finishing in-flight reconciles");
-        let _ = stop_tx.send(true);
-    });
+    on_signal(stop_tx)?;
     let http = tokio::spawn(serve_http(args.metrics_addr, health.clone(), stop()));
     let client = Client::try_default().await.context(
         "no Kubernetes configuration (in-cluster service account, $KUBECONFIG or ~/.kube/config)",
@@ -157,7 +186,7 @@ pub async fn run(args: OperatorArgs) -> Result<()> {
     ));
     if !args.leader_election {
         metrics.leader.set(1);
-        runtime::run(ctx, scope, stop()).await;
+        controllers_with_grace(ctx, scope, stop(), stop()).await;
     } else {
         let namespace = args
             .lease_namespace
@@ -190,7 +219,7 @@ pub async fn run(args: OperatorArgs) -> Result<()> {
         }
         tracing::info!(identity = %me, "leading: starting the controllers");
         metrics.leader.set(1);
-        let controllers = runtime::run(ctx, scope, stop());
+        let controllers = controllers_with_grace(ctx, scope, stop(), stop());
         tokio::pin!(controllers);
         let lost = async {
             loop {
@@ -208,10 +237,13 @@ pub async fn run(args: OperatorArgs) -> Result<()> {
         }
         metrics.leader.set(0);
         drop(leading);
-        let _ = lease_task.await;
-        tracing::info!("released the leader lease");
+        match tokio::time::timeout(SHUTDOWN_GRACE, lease_task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
+            _ => tracing::warn!("could not release the leader lease; it expires on its own"),
+        }
     }
-    let _ = http.await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, http).await;
+    tracing::info!("stopped");
     Ok(())
 }
 

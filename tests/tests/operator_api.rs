@@ -708,3 +708,125 @@ async fn two_operators_at_once_still_make_exactly_max_trials_each_consumed_once(
     a.kill();
     b.kill();
 }
+
+/// `nasop` of this build (built on demand).
+fn nasop_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("nasop");
+    if !path.is_file() {
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "nasop", "--bin", "nasop"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        assert!(cmd
+            .current_dir(workspace_root())
+            .status()
+            .unwrap()
+            .success());
+    }
+    path
+}
+
+/// `GET path` on 127.0.0.1:`port` (HTTP/1.0): the status code and body, or `None` when
+/// nothing listens.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+fn leader_gauge(port: u16) -> Option<i64> {
+    let (_, body) = http_get(port, "/metrics")?;
+    body.lines()
+        .find(|l| l.starts_with("nasop_leader "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_operator_processes_leads_and_the_other_takes_over_on_sigterm() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let client = server.client().await;
+    install_crds(&client).await;
+    namespace(&client, "lease").await;
+    let binary = nasop_binary();
+    let start = |name: &str, port: u16| {
+        std::process::Command::new(&binary)
+            .args([
+                "operator",
+                "--namespace",
+                "lease",
+                "--lease-namespace",
+                "lease",
+            ])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args([
+                "--identity",
+                name,
+                "--lease-seconds",
+                "4",
+                "--log-format",
+                "json",
+            ])
+            .env("KUBECONFIG", &server.kubeconfig)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (pa, pb) = (
+        nasop_tests::apiserver::free_port(),
+        nasop_tests::apiserver::free_port(),
+    );
+    let mut a = start("replica-a", pa);
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed() < Duration::from_secs(60), "{what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    tokio::task::block_in_place(|| {
+        wait("replica-a leads", &|| leader_gauge(pa) == Some(1));
+        assert_eq!(http_get(pa, "/readyz").map(|r| r.0), Some(200));
+        assert_eq!(http_get(pa, "/healthz").map(|r| r.0), Some(200));
+    });
+    let mut b = start("replica-b", pb);
+    tokio::task::block_in_place(|| {
+        wait("replica-b serves", &|| leader_gauge(pb).is_some());
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(leader_gauge(pb), Some(0), "the second replica waits");
+        assert_eq!(
+            http_get(pb, "/readyz").map(|r| r.0),
+            Some(200),
+            "a standby is ready"
+        );
+    });
+    // SIGTERM: the leader finishes, releases the Lease and exits 0; the standby takes over.
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &a.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::block_in_place(|| a.wait().unwrap());
+    assert!(status.success(), "{status}");
+    tokio::task::block_in_place(|| wait("replica-b takes over", &|| leader_gauge(pb) == Some(1)));
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "lease");
+    let lease = leases.get("nasop-operator").await.unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity.as_deref(),
+        Some("replica-b")
+    );
+    let _ = b.kill();
+    let _ = b.wait();
+}
