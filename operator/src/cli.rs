@@ -293,6 +293,6 @@ pub struct OperatorArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// Seconds a Lease holds without renewal (Kubernetes' own components use 15).
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    #[arg(long, env = "NASOP_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub lease_seconds: u64,
 }

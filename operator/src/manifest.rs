@@ -284,7 +284,10 @@ pub fn check(search: &ArchitectureSearch) -> Result<SearchSpace, ManifestError> 
             errors
                 .as_slice()
                 .iter()
-                .map(|e| format!("{}: {}", e.field_path, e.message))
+                .map(|e| match e.field_path.as_str() {
+                    "" => e.message.clone(),
+                    path => format!("{path}: {}", e.message),
+                })
                 .collect(),
         ));
     }

@@ -21,6 +21,34 @@ pub const SCRATCH: &str = "/tmp";
 /// (Kubernetes' default path; the kubelet keeps at most 4096 bytes).
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
 
+/// Name, namespace and controller owner reference of the object a Pod is built for.
+///
+/// # Errors
+/// [`crate::trial::pod::PodError::Missing`] naming the absent field (an object not read from
+/// the API server).
+pub fn owner_of<K: kube::Resource<DynamicType = ()>>(
+    obj: &K,
+) -> Result<
+    (
+        String,
+        String,
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ),
+    crate::trial::pod::PodError,
+> {
+    use crate::trial::pod::PodError::Missing;
+    let meta = obj.meta();
+    let name = meta.name.clone().ok_or(Missing("metadata.name"))?;
+    let namespace = meta
+        .namespace
+        .clone()
+        .ok_or(Missing("metadata.namespace"))?;
+    let owner = obj
+        .controller_owner_ref(&())
+        .ok_or(Missing("metadata.uid"))?;
+    Ok((name, namespace, owner))
+}
+
 /// The Pod-level security context: non-root as [`TRAINER_UID`], RuntimeDefault seccomp.
 pub fn pod_security() -> PodSecurityContext {
     PodSecurityContext {

@@ -261,6 +261,17 @@ pub struct Scope {
     pub concurrency: u16,
 }
 
+/// Logs the watch errors a controller stream yields (a missing CRD, RBAC refusing a list):
+/// reconcile errors are logged by [`error_policy`] already.
+fn log_queue_errors<T, E: std::error::Error>(
+    item: Result<T, kube::runtime::controller::Error<E, watcher::Error>>,
+) -> futures::future::Ready<()> {
+    if let Err(kube::runtime::controller::Error::QueueError(e)) = item {
+        tracing::warn!(error = %e, "watch failed (is the CRD installed, and may the operator list it?)");
+    }
+    futures::future::ready(())
+}
+
 fn apis<K>(client: &Client, scope: &Scope) -> Vec<Api<K>>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
@@ -319,7 +330,7 @@ pub async fn run(
                 error_policy,
                 ctx.clone(),
             )
-            .for_each(|_| futures::future::ready(()));
+            .for_each(log_queue_errors);
         let trial = Controller::new(trials, watcher::Config::default())
             .owns(pod_api.clone(), pods.clone())
             .owns(probes.clone(), watcher::Config::default())
@@ -330,7 +341,7 @@ pub async fn run(
                 error_policy,
                 ctx.clone(),
             )
-            .for_each(|_| futures::future::ready(()));
+            .for_each(log_queue_errors);
         let probe = Controller::new(probes, watcher::Config::default())
             .owns(pod_api, pods.clone())
             .with_config(config.clone())
@@ -340,7 +351,7 @@ pub async fn run(
                 error_policy,
                 ctx.clone(),
             )
-            .for_each(|_| futures::future::ready(()));
+            .for_each(log_queue_errors);
         tasks.push(tokio::spawn(search));
         tasks.push(tokio::spawn(trial));
         tasks.push(tokio::spawn(probe));

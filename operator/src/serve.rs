@@ -72,6 +72,18 @@ pub async fn serve_http(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
+    serve_listener(listener, health, shutdown).await
+}
+
+/// Serves [`router`] on a bound listener until `shutdown` completes.
+///
+/// # Errors
+/// An I/O error of the server.
+pub async fn serve_listener(
+    listener: tokio::net::TcpListener,
+    health: Arc<Health>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     axum::serve(listener, router(health))
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -85,12 +97,41 @@ fn init_logging(args: &OperatorArgs) -> Result<()> {
     // runs, and a log line from another thread would wait for it forever.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
     Ok(())
+}
+
+/// The namespaces to watch: each a DNS-1123 label, duplicates and empty list entries
+/// dropped; an explicitly empty `--namespace ""` is refused (omit the flag to watch all).
+///
+/// # Errors
+/// A message naming `--namespace` and the bad value.
+pub fn check_namespaces(given: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for n in given.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        let label = n.len() <= 63
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !n.starts_with('-')
+            && !n.ends_with('-');
+        anyhow::ensure!(
+            label,
+            "--namespace {n:?}: not a namespace name (lowercase letters, digits and '-', at most 63 characters)"
+        );
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_string());
+        }
+    }
+    anyhow::ensure!(
+        out.is_empty() == given.is_empty(),
+        "--namespace: empty; omit the flag (and NASOP_NAMESPACES) to watch all namespaces"
+    );
+    Ok(out)
 }
 
 fn identity(args: &OperatorArgs) -> String {
@@ -139,7 +180,7 @@ async fn controllers_with_grace(
     tokio::select! {
         _ = &mut controllers => {}
         _ = async { grace.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-            tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "reconciles still running after the grace period; stopping them");
+            tracing::info!(grace_s = SHUTDOWN_GRACE.as_secs(), "the controllers did not end within the grace period; stopping them");
         }
     }
 }
@@ -164,19 +205,36 @@ pub async fn run(args: OperatorArgs) -> Result<()> {
         }
     };
     on_signal(stop_tx)?;
-    let http = tokio::spawn(serve_http(args.metrics_addr, health.clone(), stop()));
-    let client = Client::try_default().await.context(
-        "no Kubernetes configuration (in-cluster service account, $KUBECONFIG or ~/.kube/config)",
-    )?;
-    let version = client
-        .apiserver_version()
+    let namespaces = check_namespaces(&args.namespaces)?;
+    // Bind first: a taken address is an error now, not a silent operator without probes.
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
-        .context("the API server cannot be reached")?;
-    tracing::info!(version = %version.git_version, "connected to the API server");
+        .with_context(|| format!("--metrics-addr {}: cannot listen", args.metrics_addr))?;
+    let http = tokio::spawn(serve_listener(listener, health.clone(), stop()));
+    let config = kube::Config::infer().await.context(
+        "reading the Kubernetes configuration (in-cluster service account, $KUBECONFIG or ~/.kube/config)",
+    )?;
+    let url = config.cluster_url.to_string();
+    tracing::info!(api_server = %url, "connecting");
+    let client = Client::try_from(config).context("building the Kubernetes client")?;
+    let version = tokio::select! {
+        v = client.apiserver_version() => {
+            v.with_context(|| format!("the API server at {url} cannot be reached"))?
+        }
+        _ = stop() => {
+            tracing::info!("stopped before the API server answered");
+            return Ok(());
+        }
+    };
+    tracing::info!(version = %version.git_version, api_server = %url, "connected to the API server");
+    match namespaces.is_empty() {
+        true => tracing::info!("watching all namespaces"),
+        false => tracing::info!(namespaces = ?namespaces, "watching namespaces"),
+    }
     health.ready.store(true, Ordering::Relaxed);
     let me = identity(&args);
     let scope = Scope {
-        namespaces: args.namespaces.clone(),
+        namespaces,
         concurrency: args.concurrency,
     };
     let ctx = Arc::new(Context::new(
@@ -272,6 +330,23 @@ mod tests {
             String::from_utf8(bytes.to_vec()).unwrap(),
             content_type,
         )
+    }
+
+    #[test]
+    fn namespaces_are_checked_and_deduplicated() {
+        let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(check_namespaces(&[]).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            check_namespaces(&v(&["a", "", "b", "a"])).unwrap(),
+            v(&["a", "b"])
+        );
+        let e = check_namespaces(&v(&[""])).unwrap_err().to_string();
+        assert!(e.contains("omit the flag"), "{e}");
+        let e = check_namespaces(&v(&["Bad_NS!"])).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--namespace \"Bad_NS!\": not a namespace name"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

@@ -13,12 +13,11 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::ObjectMeta;
-use kube::Resource;
 use nasop_crds::api::{labels, LatencyProbe};
 
 use crate::commands::{probe_command, Outputs};
 use crate::pods::{
-    container_security, node_name_env, pod_security, scratch, SCRATCH, TERMINATION_LOG,
+    container_security, node_name_env, owner_of, pod_security, scratch, SCRATCH, TERMINATION_LOG,
 };
 use crate::trial::pod::{PodError, ATTEMPT_LABEL, ROLE_LABEL, TRIAL_LABEL};
 
@@ -41,19 +40,7 @@ pub fn pod_name(probe: &str, attempt: i32) -> String {
 /// # Errors
 /// [`PodError::Missing`] for a probe without name, namespace, uid, image or input shape.
 pub fn probe_pod(probe: &LatencyProbe, attempt: i32) -> Result<Pod, PodError> {
-    let name = probe
-        .metadata
-        .name
-        .clone()
-        .ok_or(PodError::Missing("metadata.name"))?;
-    let namespace = probe
-        .metadata
-        .namespace
-        .clone()
-        .ok_or(PodError::Missing("metadata.namespace"))?;
-    let owner = probe
-        .controller_owner_ref(&())
-        .ok_or(PodError::Missing("metadata.uid"))?;
+    let (name, namespace, owner) = owner_of(probe)?;
     let spec = &probe.spec;
     let settings = &spec.settings;
     let image = settings

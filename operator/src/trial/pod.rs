@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume, VolumeMount};
 use kube::api::ObjectMeta;
-use kube::Resource;
 use nasop_crds::api::{ChildTrial, DatasetVolume};
 
 use crate::commands::{train_args, Outputs};
@@ -43,21 +42,9 @@ pub fn pod_name(trial: &str, attempt: i32) -> String {
 /// # Errors
 /// [`PodError::Missing`] for a trial without name or namespace.
 pub fn trainer_pod(trial: &ChildTrial, attempt: i32) -> Result<Pod, PodError> {
-    let name = trial
-        .metadata
-        .name
-        .clone()
-        .ok_or(PodError::Missing("metadata.name"))?;
-    let namespace = trial
-        .metadata
-        .namespace
-        .clone()
-        .ok_or(PodError::Missing("metadata.namespace"))?;
+    let (name, namespace, owner) = crate::pods::owner_of(trial)?;
     let spec = &trial.spec;
     let t = &spec.trial;
-    let owner = trial
-        .controller_owner_ref(&())
-        .ok_or(PodError::Missing("metadata.uid"))?;
     let labels = BTreeMap::from([
         (
             "app.kubernetes.io/name".to_string(),
