@@ -22,7 +22,7 @@ use nasop_crds::api::{labels, ArchitectureSearch, ChildTrial, SearchPhase, Trial
 use super::children::{
     blocked_status, budget_spent, child_trial, derived_seed, gpu_seconds, gpus_per_trial, record_of,
 };
-use super::policy_store::{from_config_maps, head_name, to_config_maps, Slot};
+use super::policy_store::{from_config_maps, head_name, referenced_parts, to_config_maps};
 use super::status::{search_status, StatusInputs};
 use super::{resume, Phase};
 use crate::manifest;
@@ -154,37 +154,44 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         let owner = search
             .controller_owner_ref(&())
             .ok_or(Error::Missing("metadata.uid"))?;
-        // Every part is written only if it is unchanged since it was read (its
-        // resourceVersion as a precondition), or created only if it did not exist: a
-        // concurrent writer (two active replicas) gets 409 and retries from a fresh read, so
-        // no head ever names parts another writer changed.
-        for mut map in to_config_maps(
-            &name,
-            &namespace,
-            &core.strategy().save(),
-            Slot::next(&name, &maps),
-        ) {
+        // Parts are named by the checksum of their state: created, never overwritten (an
+        // existing one holds the same bytes). The head is written only if unchanged since it
+        // was read (its resourceVersion as a precondition), so of two concurrent writers one
+        // gets 409 and retries from a fresh read. Then the replaced state's parts go.
+        let replaced = referenced_parts(&name, &maps);
+        let post = kube::api::PostParams {
+            field_manager: Some(crate::runtime::MANAGER.into()),
+            ..kube::api::PostParams::default()
+        };
+        let new_maps = to_config_maps(&name, &namespace, &core.strategy().save());
+        for mut map in new_maps.iter().cloned() {
             map.metadata.owner_references = Some(vec![owner.clone()]);
-            let read = maps
-                .iter()
-                .find(|m| m.metadata.name == map.metadata.name)
-                .and_then(|m| m.metadata.resource_version.clone());
-            match read {
-                Some(version) => {
-                    map.metadata.resource_version = Some(version);
-                    apply(&config_maps, &map).await?;
+            let read = maps.iter().find(|m| m.metadata.name == map.metadata.name);
+            if map.metadata.name.as_deref() == Some(head_name(&name).as_str()) {
+                match read.and_then(|m| m.metadata.resource_version.clone()) {
+                    Some(version) => {
+                        map.metadata.resource_version = Some(version);
+                        apply(&config_maps, &map).await?;
+                    }
+                    None => {
+                        config_maps.create(&post, &map).await?;
+                    }
                 }
-                None => {
-                    config_maps
-                        .create(
-                            &kube::api::PostParams {
-                                field_manager: Some(crate::runtime::MANAGER.into()),
-                                ..kube::api::PostParams::default()
-                            },
-                            &map,
-                        )
-                        .await?;
+            } else if read.is_none() {
+                match config_maps.create(&post, &map).await {
+                    Err(kube::Error::Api(e)) if e.code == 409 => {} // same name, same bytes
+                    other => {
+                        other?;
+                    }
                 }
+            }
+        }
+        let kept = referenced_parts(&name, &new_maps);
+        for part in replaced.iter().filter(|p| !kept.contains(p)) {
+            match config_maps.delete(part, &Default::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::reconcile;
 use crate::mock::{self, ApiServer};
 use crate::search::children::child_trial;
-use crate::search::policy_store::{from_config_maps, to_config_maps, Slot};
+use crate::search::policy_store::{from_config_maps, to_config_maps};
 use crate::strategy;
 use crate::testing::from_yaml;
 
@@ -144,7 +144,7 @@ fn mid_search(s: &ArchitectureSearch, rewards: &[Option<f64>]) -> (Vec<ConfigMap
     let space = s.spec.search_space.build().unwrap();
     let mut st = strategy::build(&space, &s.spec.strategy, 0).unwrap();
     let proposals = st.ask(rewards.len());
-    let mut maps = to_config_maps("cifar", "nas", &st.save(), Slot::A);
+    let mut maps = to_config_maps("cifar", "nas", &st.save());
     for m in &mut maps {
         m.metadata.resource_version = Some("41".into());
     }
@@ -178,7 +178,7 @@ async fn finished_trials_are_consumed_once_and_the_budget_ends_the_search() {
         Box::pin(async move {
             api.expect_list(MAPS, SELECTOR, m1).await;
             api.expect_list(TRIALS, SELECTOR, c1).await;
-            // Both results told: the new state goes to slot b, then the head.
+            // Both results told: the new state (one part: the head) is written.
             let head = config_map(&api.expect_apply(&format!("{MAPS}/cifar-policy?")).await);
             assert_eq!(
                 head.metadata.resource_version.as_deref(),
@@ -186,8 +186,8 @@ async fn finished_trials_are_consumed_once_and_the_budget_ends_the_search() {
                 "written only if unchanged since read"
             );
             assert_eq!(
-                head.metadata.annotations.as_ref().unwrap()["nasop.dev/policy-slot"],
-                "b"
+                head.metadata.annotations.as_ref().unwrap()["nasop.dev/policy-parts"],
+                "1"
             );
             *saved_in.lock().unwrap() = Some(head);
             let st = status_of(
@@ -260,7 +260,7 @@ async fn a_result_already_in_the_state_is_not_told_again_and_nothing_is_written(
     )
     .unwrap();
     st.tell(0, 0.5).unwrap();
-    let maps: Vec<Value> = to_config_maps("cifar", "nas", &st.save(), Slot::B)
+    let maps: Vec<Value> = to_config_maps("cifar", "nas", &st.save())
         .iter()
         .map(|m| serde_json::to_value(m).unwrap())
         .collect();

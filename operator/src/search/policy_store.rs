@@ -4,12 +4,14 @@
 //! LSTM units. The bytes are therefore split into parts of at most [`PART_BYTES`], one
 //! ConfigMap each.
 //!
-//! The head ConfigMap `<search>-policy` holds part 0 and names the slot (`a` or `b`) of the
-//! other parts (`<search>-policy-<slot>-<k>`), with the part count, the length and the SHA-256
-//! of the whole. An update writes its parts into the slot the head does not name, then the
-//! head (one object: an atomic write). A writer stopped half-way leaves the old head and its
-//! intact slot; a reader checks the checksum and never trusts a mixed state. Pure: the
-//! controller applies and reads the ConfigMaps in the order [`to_config_maps`] gives.
+//! The head ConfigMap `<search>-policy` holds part 0 and the part count, the length and the
+//! SHA-256 of the whole. The other parts are named by that digest
+//! (`<search>-policy-<first 12 hex digits>-<k>`), so parts are never overwritten: an update
+//! creates the parts of its new state, then writes the head (one object: atomic, with the
+//! head's resourceVersion as a precondition), then deletes the parts of the state it
+//! replaced. A writer stopped half-way, or a concurrent writer that lost the head, leaves at
+//! most unreferenced parts; a reader checks the checksum and never trusts a mixed state. Pure:
+//! the controller writes and reads the ConfigMaps.
 
 use std::collections::BTreeMap;
 
@@ -28,8 +30,6 @@ pub const PARTS_ANNOTATION: &str = "nasop.dev/policy-parts";
 pub const SHA256_ANNOTATION: &str = "nasop.dev/policy-sha256";
 /// Annotation of part 0: length of the whole state, bytes.
 pub const LENGTH_ANNOTATION: &str = "nasop.dev/policy-bytes";
-/// Annotation of the head: the slot (`a` or `b`) of parts 1 and up.
-pub const SLOT_ANNOTATION: &str = "nasop.dev/policy-slot";
 
 /// Why stored parts cannot be read back.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -45,12 +45,12 @@ pub enum StoreError {
     Mismatch(&'static str),
 }
 
-/// The name of part `k` of a search's policy state.
-pub fn part_name(search: &str, slot: Slot, k: usize) -> String {
+/// The name of part `k` of the state whose SHA-256 is `digest` (hex): the head for `k = 0`.
+pub fn part_name(search: &str, digest: &str, k: usize) -> String {
     if k == 0 {
         head_name(search)
     } else {
-        format!("{search}-policy-{}-{k}", slot.name())
+        format!("{search}-policy-{}-{k}", &digest[..digest.len().min(12)])
     }
 }
 
@@ -59,45 +59,30 @@ pub fn head_name(search: &str) -> String {
     format!("{search}-policy")
 }
 
-/// One of the two sets of part names an update alternates between.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Slot {
-    /// Parts `<search>-policy-a-<k>`.
-    A,
-    /// Parts `<search>-policy-b-<k>`.
-    B,
-}
-
-impl Slot {
-    /// `a` or `b`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Slot::A => "a",
-            Slot::B => "b",
-        }
-    }
-
-    /// The slot the next update writes: the one `maps`' head does not name (`A` without a
-    /// head).
-    pub fn next(search: &str, maps: &[ConfigMap]) -> Slot {
-        let head = maps
-            .iter()
-            .find(|m| m.metadata.name.as_deref() == Some(head_name(search).as_str()));
-        match head
-            .and_then(|h| h.metadata.annotations.as_ref())
-            .and_then(|a| a.get(SLOT_ANNOTATION))
-            .map(String::as_str)
-        {
-            Some("a") => Slot::B,
-            _ => Slot::A,
-        }
+/// The names of the parts (1 and up) the head among `maps` refers to: the parts of the state
+/// an update replaces (empty without a readable head).
+pub fn referenced_parts(search: &str, maps: &[ConfigMap]) -> Vec<String> {
+    let Some(a) = maps
+        .iter()
+        .find(|m| m.metadata.name.as_deref() == Some(head_name(search).as_str()))
+        .and_then(|h| h.metadata.annotations.as_ref())
+    else {
+        return Vec::new();
+    };
+    match (
+        a.get(PARTS_ANNOTATION)
+            .and_then(|p| p.parse::<usize>().ok()),
+        a.get(SHA256_ANNOTATION),
+    ) {
+        (Some(parts), Some(digest)) => (1..parts).map(|k| part_name(search, digest, k)).collect(),
+        _ => Vec::new(),
     }
 }
 
 /// Splits `state` into ConfigMaps (in namespace `namespace`, labelled with the search), the
-/// head carrying the count, length, checksum and `slot`. Returned in write order: parts 1..
-/// of `slot` first, the head last (choose `slot` with [`Slot::next`]).
-pub fn to_config_maps(search: &str, namespace: &str, state: &[u8], slot: Slot) -> Vec<ConfigMap> {
+/// head carrying the count, length and checksum. Returned in write order: parts 1.. (named
+/// by the checksum) first, the head last.
+pub fn to_config_maps(search: &str, namespace: &str, state: &[u8]) -> Vec<ConfigMap> {
     let chunks: Vec<&[u8]> = if state.is_empty() {
         vec![&[][..]]
     } else {
@@ -113,12 +98,11 @@ pub fn to_config_maps(search: &str, namespace: &str, state: &[u8], slot: Slot) -
                     (PARTS_ANNOTATION.to_string(), chunks.len().to_string()),
                     (SHA256_ANNOTATION.to_string(), digest.clone()),
                     (LENGTH_ANNOTATION.to_string(), state.len().to_string()),
-                    (SLOT_ANNOTATION.to_string(), slot.name().to_string()),
                 ])
             });
             ConfigMap {
                 metadata: ObjectMeta {
-                    name: Some(part_name(search, slot, k)),
+                    name: Some(part_name(search, &digest, k)),
                     namespace: Some(namespace.to_string()),
                     labels: Some(BTreeMap::from([
                         ("nasop.dev/search".to_string(), search.to_string()),
@@ -169,17 +153,12 @@ pub fn from_config_maps(search: &str, maps: &[ConfigMap]) -> Result<Vec<u8>, Sto
         .parse()
         .map_err(|_| StoreError::BadAnnotation(LENGTH_ANNOTATION))?;
     let digest = note(SHA256_ANNOTATION)?.clone();
-    let slot = match note(SLOT_ANNOTATION)?.as_str() {
-        "a" => Slot::A,
-        "b" => Slot::B,
-        _ => return Err(StoreError::BadAnnotation(SLOT_ANNOTATION)),
-    };
     let mut state = Vec::with_capacity(length);
     for k in 0..parts {
         let cm = if k == 0 {
             first
         } else {
-            part(&part_name(search, slot, k)).ok_or(StoreError::MissingPart(k))?
+            part(&part_name(search, &digest, k)).ok_or(StoreError::MissingPart(k))?
         };
         let bytes = cm
             .binary_data
@@ -223,19 +202,23 @@ mod tests {
         };
         let state = strategy::build(&space, &spec, 0).unwrap().save();
         assert!(state.len() > 1_000_000, "{} bytes", state.len());
-        let maps = to_config_maps("s", "ns", &state, Slot::A);
+        let maps = to_config_maps("s", "ns", &state);
         assert_eq!(maps.len(), 2);
         let names: Vec<_> = maps
             .iter()
             .map(|m| m.metadata.name.clone().unwrap())
             .collect();
+        let digest = hex(&Sha256::digest(&state));
         assert_eq!(
             names,
-            ["s-policy-a-1", "s-policy"],
-            "parts first, head last"
+            [
+                format!("s-policy-{}-1", &digest[..12]),
+                "s-policy".to_string()
+            ],
+            "parts first (named by the checksum), head last"
         );
-        assert_eq!(Slot::next("s", &maps), Slot::B);
-        assert_eq!(Slot::next("s", &[]), Slot::A);
+        assert_eq!(referenced_parts("s", &maps), vec![names[0].clone()]);
+        assert!(referenced_parts("s", &[]).is_empty());
         for m in &maps {
             let bytes = serde_json::to_vec(m).unwrap().len();
             assert!(
@@ -251,15 +234,18 @@ mod tests {
     fn half_written_or_missing_parts_are_not_trusted() {
         let a: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
         let b: Vec<u8> = a.iter().map(|x| x.wrapping_add(1)).collect();
-        // Write order: [part 2, part 1, head].
-        let old = to_config_maps("s", "ns", &a, Slot::A);
-        let new = to_config_maps("s", "ns", &b, Slot::next("s", &old));
+        // Write order: [part 1, part 2, ...] reversed to [part 2, part 1, head].
+        let old = to_config_maps("s", "ns", &a);
+        let new = to_config_maps("s", "ns", &b);
         assert_eq!(new[2].metadata.name.as_deref(), Some("s-policy"));
-        assert_eq!(new[0].metadata.name.as_deref(), Some("s-policy-b-2"));
-        // A writer stopped before the head: the old head still reads its own intact slot.
+        assert_ne!(
+            old[0].metadata.name, new[0].metadata.name,
+            "parts never overwritten"
+        );
+        // A writer stopped before the head: the old head still reads its own parts.
         let stopped: Vec<ConfigMap> = old.iter().chain(&new[..2]).cloned().collect();
         assert_eq!(from_config_maps("s", &stopped).unwrap(), a);
-        // After the head: the new state, whatever the old slot holds.
+        // After the head: the new state, whatever old parts remain.
         let done: Vec<ConfigMap> = old[..2].iter().chain(&new).cloned().collect();
         assert_eq!(from_config_maps("s", &done).unwrap(), b);
         // A part of the wrong content under the right name: the checksum tells.
@@ -281,7 +267,7 @@ mod tests {
             Err(StoreError::BadAnnotation(PARTS_ANNOTATION))
         );
         assert_eq!(
-            from_config_maps("e", &to_config_maps("e", "ns", &[], Slot::B)).unwrap(),
+            from_config_maps("e", &to_config_maps("e", "ns", &[])).unwrap(),
             Vec::<u8>::new()
         );
     }
