@@ -368,3 +368,56 @@ current-context: test
         read("admin.key")
     )
 }
+
+/// Helm v3 (for the chart tests): `helm` on `$PATH`, else built once with `go install` into
+/// `${NASOP_CACHE:-~/.cache/nasop}/tools/` (about 7 minutes on 2 cores, 79 MB). `None` (after
+/// printing why) without Go unless required (CI).
+///
+/// # Panics
+/// When the build fails, or neither helm nor Go exists while required.
+pub fn helm() -> Option<PathBuf> {
+    static HELM: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    HELM.get_or_init(|| {
+        if Command::new("helm")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Some(PathBuf::from("helm"));
+        }
+        let cache = std::env::var_os("NASOP_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/nasop"));
+        let tools = cache.join("tools");
+        let path = tools.join("helm");
+        if path.is_file() {
+            return Some(path);
+        }
+        if Command::new("go").arg("version").output().is_err() {
+            assert!(
+                !required(),
+                "neither helm nor Go is installed, and CI requires the chart tests"
+            );
+            eprintln!("skipping: neither helm nor Go is installed (the chart tests need helm)");
+            return None;
+        }
+        eprintln!(
+            "building helm v3.22.0 with go install into {} (once per machine)",
+            tools.display()
+        );
+        let status = Command::new("go")
+            .args([
+                "install",
+                "-trimpath",
+                "-ldflags",
+                "-s -w",
+                "helm.sh/helm/v3/cmd/helm@v3.22.0",
+            ])
+            .env("GOBIN", &tools)
+            .status()
+            .expect("go runs");
+        assert!(status.success() && path.is_file(), "go install helm failed");
+        Some(path)
+    })
+    .clone()
+}

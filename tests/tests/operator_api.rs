@@ -819,3 +819,95 @@ async fn one_of_two_operator_processes_leads_and_the_other_takes_over_on_sigterm
     let _ = b.kill();
     let _ = b.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendered_helm_chart_passes_lint_and_a_server_side_dry_run() {
+    let Some(helm) = tokio::task::spawn_blocking(nasop_tests::apiserver::helm)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let chart = workspace_root().join("charts/nasop");
+    let lint = std::process::Command::new(&helm)
+        .args(["lint", "--strict"])
+        .arg(&chart)
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+    let client = server.client().await;
+    install_crds(&client).await;
+    namespace(&client, "nasop-system").await;
+    namespace(&client, "team-a").await;
+    let discovery = kube::Discovery::new(client.clone()).run().await.unwrap();
+    // Default values, and namespaced RBAC with the dashboard (the ServiceMonitor needs the
+    // Prometheus operator's CRD, which this server lacks).
+    for extra in [
+        &[][..],
+        &[
+            "--set",
+            "watchNamespaces={team-a}",
+            "--set",
+            "grafanaDashboard.enabled=true",
+        ][..],
+    ] {
+        let out = std::process::Command::new(&helm)
+            .args([
+                "template",
+                "nasop",
+                "--namespace",
+                "nasop-system",
+                "--kube-version",
+                "1.34.4",
+            ])
+            .arg(&chart)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut kinds = Vec::new();
+        for doc in text.split("\n---") {
+            let value: serde_json::Value = match serde_yaml::from_str(doc) {
+                Ok(v) if !matches!(v, serde_json::Value::Null) => v,
+                _ => continue,
+            };
+            let obj: kube::api::DynamicObject = serde_json::from_value(value).unwrap();
+            let types = obj.types.clone().unwrap();
+            let gvk = kube::api::GroupVersionKind::try_from(&types).unwrap();
+            let (ar, caps) = discovery
+                .resolve_gvk(&gvk)
+                .unwrap_or_else(|| panic!("{gvk:?} unknown"));
+            let api: Api<kube::api::DynamicObject> = match caps.scope {
+                kube::discovery::Scope::Namespaced => Api::namespaced_with(
+                    client.clone(),
+                    obj.metadata.namespace.as_deref().unwrap_or("nasop-system"),
+                    &ar,
+                ),
+                kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &ar),
+            };
+            let pp = PatchParams::apply("nasop-tests").dry_run();
+            api.patch(
+                obj.metadata.name.as_deref().unwrap(),
+                &pp,
+                &Patch::Apply(&obj),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{} {:?}: {e}", types.kind, obj.metadata.name));
+            kinds.push(types.kind);
+        }
+        assert!(kinds.contains(&"Deployment".to_string()), "{kinds:?}");
+        assert!(kinds.iter().any(|k| k.ends_with("Role")), "{kinds:?}");
+    }
+}
