@@ -7,8 +7,8 @@
 //! system and no service-account token (trainers and probes never call the API).
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ContainerStateTerminated, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    ObjectFieldSelector, Pod, PodSecurityContext, SeccompProfile, SecurityContext, Volume,
+    Capabilities, Container, ContainerStateTerminated, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext, Volume,
     VolumeMount,
 };
 use nasop_crds::result::FailureReason;
@@ -47,6 +47,30 @@ pub fn owner_of<K: kube::Resource<DynamicType = ()>>(
         .controller_owner_ref(&())
         .ok_or(Missing("metadata.uid"))?;
     Ok((name, namespace, owner))
+}
+
+/// A trainer or probe Pod around its one `container`: `restartPolicy: Never`, no
+/// service-account token, no service links, the restricted security contexts, and the
+/// termination message at [`TERMINATION_LOG`] (file policy); `spec` and `container` carry the
+/// rest.
+pub fn restricted_pod(
+    metadata: kube::api::ObjectMeta,
+    mut spec: PodSpec,
+    mut container: Container,
+) -> Pod {
+    container.termination_message_path = Some(TERMINATION_LOG.into());
+    container.termination_message_policy = Some("File".into());
+    container.security_context = Some(container_security());
+    spec.restart_policy = Some("Never".into());
+    spec.automount_service_account_token = Some(false);
+    spec.enable_service_links = Some(false);
+    spec.security_context = Some(pod_security());
+    spec.containers = vec![container];
+    Pod {
+        metadata,
+        spec: Some(spec),
+        status: None,
+    }
 }
 
 /// The Pod-level security context: non-root as [`TRAINER_UID`], RuntimeDefault seccomp.

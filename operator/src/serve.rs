@@ -2,7 +2,6 @@
 //! election with a coordination.k8s.io Lease (kube-lease-manager), and the controllers until
 //! SIGTERM or SIGINT (graceful: in-flight reconciles finish, the Lease is released).
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -58,21 +57,6 @@ async fn readyz(State(h): State<Arc<Health>>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }
-}
-
-/// Serves [`router`] on `addr` until `shutdown` completes.
-///
-/// # Errors
-/// The address cannot be bound.
-pub async fn serve_http(
-    addr: SocketAddr,
-    health: Arc<Health>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
-    serve_listener(listener, health, shutdown).await
 }
 
 /// Serves [`router`] on a bound listener until `shutdown` completes.

@@ -16,9 +16,7 @@ use kube::api::ObjectMeta;
 use nasop_crds::api::{labels, LatencyProbe};
 
 use crate::commands::{probe_command, Outputs};
-use crate::pods::{
-    container_security, node_name_env, owner_of, pod_security, scratch, SCRATCH, TERMINATION_LOG,
-};
+use crate::pods::{node_name_env, owner_of, restricted_pod, scratch, SCRATCH, TERMINATION_LOG};
 use crate::trial::pod::{PodError, ATTEMPT_LABEL, ROLE_LABEL, TRIAL_LABEL};
 
 /// Seconds a probe pod may run before the kubelet stops it (`activeDeadlineSeconds`): far
@@ -107,42 +105,34 @@ pub fn probe_pod(probe: &LatencyProbe, attempt: i32) -> Result<Pod, PodError> {
         ..Affinity::default()
     });
     let (scratch_volume, scratch_mount) = scratch();
-    Ok(Pod {
-        metadata: ObjectMeta {
+    Ok(restricted_pod(
+        ObjectMeta {
             name: Some(pod_name(&name, attempt)),
             namespace: Some(namespace),
             labels: Some(pod_labels),
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
-        spec: Some(PodSpec {
-            restart_policy: Some("Never".into()),
-            automount_service_account_token: Some(false),
-            enable_service_links: Some(false),
+        PodSpec {
             active_deadline_seconds: Some(PROBE_DEADLINE_SECONDS),
             node_selector: Some(node_selector),
             tolerations: (!settings.placement.tolerations.is_empty())
                 .then(|| settings.placement.tolerations.clone()),
             affinity,
-            security_context: Some(pod_security()),
-            containers: vec![Container {
-                name: "probe".into(),
-                image: Some(image),
-                command: Some(vec!["nasop-trainer".into()]),
-                args: Some(args),
-                env: Some(vec![node_name_env()]),
-                resources: settings.placement.resources.clone(),
-                volume_mounts: Some(vec![scratch_mount]),
-                termination_message_path: Some(TERMINATION_LOG.into()),
-                termination_message_policy: Some("File".into()),
-                security_context: Some(container_security()),
-                ..Container::default()
-            }],
             volumes: Some(vec![scratch_volume]),
             ..PodSpec::default()
-        }),
-        status: None,
-    })
+        },
+        Container {
+            name: "probe".into(),
+            image: Some(image),
+            command: Some(vec!["nasop-trainer".into()]),
+            args: Some(args),
+            env: Some(vec![node_name_env()]),
+            resources: settings.placement.resources.clone(),
+            volume_mounts: Some(vec![scratch_mount]),
+            ..Container::default()
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use kube::api::ObjectMeta;
 use nasop_crds::api::{ChildTrial, DatasetVolume};
 
 use crate::commands::{train_args, Outputs};
-use crate::pods::{container_security, node_name_env, pod_security, scratch};
+use crate::pods::{node_name_env, restricted_pod, scratch};
 pub use crate::pods::{SCRATCH, TERMINATION_LOG, TRAINER_UID};
 
 /// Label of the owning search (also on the ChildTrial).
@@ -103,43 +103,35 @@ pub fn trainer_pod(trial: &ChildTrial, attempt: i32) -> Result<Pod, PodError> {
         }
         volumes.push(v);
     }
-    Ok(Pod {
-        metadata: ObjectMeta {
+    Ok(restricted_pod(
+        ObjectMeta {
             name: Some(pod_name(&name, attempt)),
             namespace: Some(namespace),
             labels: Some(labels),
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
-        spec: Some(PodSpec {
-            restart_policy: Some("Never".into()),
-            automount_service_account_token: Some(false),
-            enable_service_links: Some(false),
+        PodSpec {
             active_deadline_seconds: t.active_deadline_seconds,
             node_selector: (!t.placement.node_selector.is_empty())
                 .then(|| t.placement.node_selector.clone()),
             tolerations: (!t.placement.tolerations.is_empty())
                 .then(|| t.placement.tolerations.clone()),
-            security_context: Some(pod_security()),
-            containers: vec![Container {
-                name: "trainer".into(),
-                image: Some(t.image.clone()),
-                image_pull_policy: t.image_pull_policy.map(|p| p.name().to_string()),
-                command: Some(vec!["nasop-trainer".into()]),
-                args: Some(args),
-                env: Some(env),
-                resources: t.placement.resources.clone(),
-                volume_mounts: Some(mounts),
-                termination_message_path: Some(TERMINATION_LOG.into()),
-                termination_message_policy: Some("File".into()),
-                security_context: Some(container_security()),
-                ..Container::default()
-            }],
             volumes: Some(volumes),
             ..PodSpec::default()
-        }),
-        status: None,
-    })
+        },
+        Container {
+            name: "trainer".into(),
+            image: Some(t.image.clone()),
+            image_pull_policy: t.image_pull_policy.map(|p| p.name().to_string()),
+            command: Some(vec!["nasop-trainer".into()]),
+            args: Some(args),
+            env: Some(env),
+            resources: t.placement.resources.clone(),
+            volume_mounts: Some(mounts),
+            ..Container::default()
+        },
+    ))
 }
 
 #[cfg(test)]
