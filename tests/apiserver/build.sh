@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build a real kube-apiserver and a real etcd from Go modules for nasop's
+# Build a real kube-apiserver, a real etcd and kubectl from Go modules for nasop's
 # integration tests. Needs only `go` and the Go module proxy.
 #
 #   bash tests/apiserver/build.sh        # from any directory
@@ -8,8 +8,8 @@
 # The build is skipped when both binaries exist and the stamp file records
 # the same hash of go.mod, go.sum, this script, the cmd/ sources and the Go
 # version.
-# Progress goes to stderr; stdout gets exactly two lines: the absolute paths
-# of kube-apiserver and etcd.
+# Progress goes to stderr; stdout gets exactly three lines: the absolute paths
+# of kube-apiserver, etcd and kubectl.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,11 +32,11 @@ go_version="$(go env GOVERSION)"
 
 hash="$(
     cd "$here"
-    { cat go.mod go.sum build.sh cmd/kube-apiserver/main.go cmd/etcd/main.go; echo "$go_version"; } | sha256sum | cut -d' ' -f1
+    { cat go.mod go.sum build.sh cmd/kube-apiserver/main.go cmd/etcd/main.go cmd/kubectl/main.go; echo "$go_version"; } | sha256sum | cut -d' ' -f1
 )"
 
 up_to_date() {
-    [[ -x "$out/kube-apiserver" && -x "$out/etcd" && -f "$stamp" && "$(cat "$stamp")" == "$hash" ]]
+    [[ -x "$out/kube-apiserver" && -x "$out/etcd" && -x "$out/kubectl" && -f "$stamp" && "$(cat "$stamp")" == "$hash" ]]
 }
 
 mkdir -p "$out"
@@ -65,13 +65,15 @@ else
     start=$(date +%s)
     (
         cd "$here"
-        CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$tmp/" ./cmd/kube-apiserver ./cmd/etcd
+        CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$tmp/" ./cmd/kube-apiserver ./cmd/etcd ./cmd/kubectl
     )
     mv -f "$tmp/kube-apiserver" "$out/kube-apiserver"
     mv -f "$tmp/etcd" "$out/etcd"
+    mv -f "$tmp/kubectl" "$out/kubectl"
     echo "$hash" > "$stamp"
     echo "build.sh: built in $(( $(date +%s) - start ))s" >&2
 fi
 
 echo "$out/kube-apiserver"
 echo "$out/etcd"
+echo "$out/kubectl"

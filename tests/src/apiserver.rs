@@ -29,6 +29,8 @@ pub struct Binaries {
     pub kube_apiserver: PathBuf,
     /// etcd.
     pub etcd: PathBuf,
+    /// kubectl of the same Kubernetes release (for the README's kubectl workflow).
+    pub kubectl: PathBuf,
 }
 
 fn required() -> bool {
@@ -36,7 +38,7 @@ fn required() -> bool {
         || std::env::var("NASOP_REQUIRE_APISERVER").is_ok_and(|v| v == "1")
 }
 
-/// Builds (or finds cached) kube-apiserver and etcd. `None` (after printing why) when Go is
+/// Builds (or finds cached) kube-apiserver, etcd and kubectl. `None` (after printing why) when Go is
 /// missing and the API server is not required.
 ///
 /// # Panics
@@ -72,6 +74,7 @@ pub fn binaries() -> Option<Binaries> {
             Some(Binaries {
                 kube_apiserver: path("kube-apiserver"),
                 etcd: path("etcd"),
+                kubectl: path("kubectl"),
             })
         })
         .clone()

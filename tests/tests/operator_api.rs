@@ -905,9 +905,530 @@ async fn the_rendered_helm_chart_passes_lint_and_a_server_side_dry_run() {
             )
             .await
             .unwrap_or_else(|e| panic!("{} {:?}: {e}", types.kind, obj.metadata.name));
+            if types.kind.ends_with("Role") {
+                // Least privilege in both modes: no secrets, no wildcards.
+                for rule in obj.data["rules"].as_array().unwrap() {
+                    for field in ["apiGroups", "resources", "verbs"] {
+                        for v in rule[field].as_array().unwrap() {
+                            let v = v.as_str().unwrap();
+                            assert!(v != "*" && v != "secrets", "{} has {field} {v}", types.kind);
+                        }
+                    }
+                }
+            }
             kinds.push(types.kind);
         }
+        // Namespaced values: no cluster-scoped role at all.
+        assert_eq!(
+            kinds.contains(&"ClusterRole".to_string()),
+            extra.is_empty(),
+            "{kinds:?}"
+        );
         assert!(kinds.contains(&"Deployment".to_string()), "{kinds:?}");
         assert!(kinds.iter().any(|k| k.ends_with("Role")), "{kinds:?}");
+    }
+}
+
+/// The README's "On a cluster" commands, run with the real kubectl and helm against the real
+/// API server.
+struct Cli {
+    kubectl: PathBuf,
+    helm: PathBuf,
+    kubeconfig: PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl Cli {
+    /// `program args...` with this kubeconfig and a private HOME; the output, whatever the
+    /// exit status.
+    fn try_run(&self, program: &std::path::Path, args: &[&str]) -> std::process::Output {
+        tokio::task::block_in_place(|| {
+            std::process::Command::new(program)
+                .args(args)
+                .current_dir(workspace_root())
+                .env("KUBECONFIG", &self.kubeconfig)
+                .env("HOME", self.home.path())
+                .env("HELM_CACHE_HOME", self.home.path().join("helm-cache"))
+                .env("HELM_CONFIG_HOME", self.home.path().join("helm-config"))
+                .env("HELM_DATA_HOME", self.home.path().join("helm-data"))
+                .output()
+                .unwrap()
+        })
+    }
+
+    /// `program args...`, which must succeed; its stdout.
+    fn run(&self, program: &std::path::Path, args: &[&str]) -> String {
+        let out = self.try_run(program, args);
+        assert!(
+            out.status.success(),
+            "{} {}: {}\n{}",
+            program.display(),
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        self.run(&self.kubectl, args)
+    }
+
+    fn helm(&self, args: &[&str]) -> String {
+        self.run(&self.helm, args)
+    }
+
+    /// `kubectl auth can-i VERB RESOURCE[/SUBRESOURCE]` as `user` with `scope` (`-n NS` or
+    /// `-A`).
+    fn can(&self, user: &str, verb: &str, resource: &str, scope: &[&str]) -> bool {
+        let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+        let mut args = vec!["auth", "can-i", verb, resource, "--as", user];
+        if !subresource.is_empty() {
+            args.extend(["--subresource", subresource]);
+        }
+        args.extend_from_slice(scope);
+        let out = self.try_run(&self.kubectl, &args);
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            answer == "yes" || answer == "no",
+            "kubectl {}: {answer:?} {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        answer == "yes"
+    }
+}
+
+/// Helm installs the chart (namespaced RBAC for `team-a`); the operator runs as the chart's
+/// Deployment runs it (its arguments and environment, read back from the installed Deployment)
+/// with a token of the chart's ServiceAccount, so exactly the chart's RBAC; then the README's
+/// kubectl workflow: apply, get (printer columns, short names, the `nasop` category),
+/// describe (conditions and Events), suspend and resume, results, uninstall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_readme_kubectl_workflow_works_with_exactly_the_charts_rbac() {
+    let Some(helm) = tokio::task::spawn_blocking(nasop_tests::apiserver::helm)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let kubectl = nasop_tests::apiserver::binaries().unwrap().kubectl;
+    let admin = server.client().await;
+    namespace(&admin, "team-a").await;
+    namespace(&admin, "team-b").await;
+    let cli = Cli {
+        kubectl,
+        helm,
+        kubeconfig: server.kubeconfig.clone(),
+        home: tempfile::tempdir().unwrap(),
+    };
+
+    // Install: CRDs from the chart's crds/, the operator objects, namespaced RBAC.
+    let notes = cli.helm(&[
+        "install",
+        "nasop",
+        "charts/nasop",
+        "--namespace",
+        "nasop-system",
+        "--create-namespace",
+        "--set",
+        "watchNamespaces={team-a}",
+    ]);
+    for line in [
+        "It watches the namespaces team-a.",
+        "kubectl -n nasop-system get lease nasop -o jsonpath='{.spec.holderIdentity}{\"\\n\"}'",
+        "kubectl apply -f examples/nb201-evolution.yaml -n team-a",
+    ] {
+        assert!(notes.contains(line), "{line} in the NOTES:\n{notes}");
+    }
+    cli.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/architecturesearches.nasop.dev",
+        "crd/childtrials.nasop.dev",
+        "crd/latencyprobes.nasop.dev",
+        "--timeout=60s",
+    ]);
+
+    // Least privilege, as the API server's authorizer answers for the ServiceAccount.
+    let sa = "system:serviceaccount:nasop-system:nasop";
+    for (verb, resource) in [
+        ("create", "pods"),
+        ("delete", "pods"),
+        ("watch", "childtrials.nasop.dev"),
+        ("patch", "architecturesearches.nasop.dev/status"),
+        ("create", "configmaps"),
+        ("create", "events.events.k8s.io"),
+    ] {
+        assert!(
+            cli.can(sa, verb, resource, &["-n", "team-a"]),
+            "{verb} {resource}"
+        );
+    }
+    for (verb, resource, scope) in [
+        ("get", "secrets", &["-n", "team-a"][..]),
+        ("list", "secrets", &["-A"][..]),
+        ("list", "pods", &["-A"][..]),
+        ("create", "pods", &["-n", "team-b"][..]),
+        ("create", "pods", &["-n", "nasop-system"][..]),
+        (
+            "patch",
+            "architecturesearches.nasop.dev",
+            &["-n", "team-a"][..],
+        ),
+        (
+            "delete",
+            "architecturesearches.nasop.dev",
+            &["-n", "team-a"][..],
+        ),
+        ("update", "configmaps", &["-n", "team-a"][..]),
+        ("list", "nodes", &[][..]),
+        (
+            "create",
+            "leases.coordination.k8s.io",
+            &["-n", "team-a"][..],
+        ),
+    ] {
+        assert!(
+            !cli.can(sa, verb, resource, scope),
+            "{verb} {resource} {scope:?} must be denied"
+        );
+    }
+
+    // The operator as the installed Deployment runs it, authenticated as its ServiceAccount.
+    let token = cli.kubectl(&["-n", "nasop-system", "create", "token", "nasop"]);
+    let sa_kubeconfig = cli.home.path().join("operator-kubeconfig");
+    std::fs::copy(&server.kubeconfig, &sa_kubeconfig).unwrap();
+    let sa_config = sa_kubeconfig.to_str().unwrap();
+    cli.kubectl(&[
+        "--kubeconfig",
+        sa_config,
+        "config",
+        "set-credentials",
+        "operator",
+        "--token",
+        token.trim(),
+    ]);
+    cli.kubectl(&[
+        "--kubeconfig",
+        sa_config,
+        "config",
+        "set-context",
+        "--current",
+        "--user",
+        "operator",
+    ]);
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(admin.clone(), "nasop-system");
+    let deployment = deployments.get("nasop").await.unwrap();
+    let pod_spec = deployment.spec.unwrap().template.spec.unwrap();
+    assert_eq!(
+        pod_spec.service_account_name.as_deref(),
+        Some("nasop"),
+        "the Deployment runs as the ServiceAccount whose token is used here"
+    );
+    let container = &pod_spec.containers[0];
+    let metrics_port = nasop_tests::apiserver::free_port();
+    let mut operator = std::process::Command::new(binary("nasop", "nasop"));
+    operator
+        .args(container.args.clone().unwrap())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("KUBECONFIG", &sa_kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(cli.home.path().join("operator.log")).unwrap());
+    if let Some(v) = std::env::var_os("LD_LIBRARY_PATH") {
+        operator.env("LD_LIBRARY_PATH", v);
+    }
+    for var in container.env.clone().unwrap() {
+        let value = match (var.name.as_str(), var.value) {
+            ("POD_NAME", None) => "nasop-7d4b9-x2x1q".to_string(),
+            ("POD_NAMESPACE", None) => "nasop-system".to_string(),
+            // One free loopback port instead of the pod's 0.0.0.0:8080.
+            ("NASOP_METRICS_ADDR", Some(_)) => format!("127.0.0.1:{metrics_port}"),
+            ("HOME", Some(_)) => cli.home.path().to_str().unwrap().to_string(),
+            (_, Some(v)) => v,
+            (name, None) => panic!("env {name} from a source this test does not stand in for"),
+        };
+        operator.env(&var.name, value);
+    }
+    let mut operator = operator.spawn().unwrap();
+    // The NOTES' command names the active replica.
+    let start = Instant::now();
+    loop {
+        let out = cli.try_run(
+            &cli.kubectl,
+            &[
+                "-n",
+                "nasop-system",
+                "get",
+                "lease",
+                "nasop",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+        );
+        if out.stdout == b"nasop-7d4b9-x2x1q" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the operator never led: {}",
+            std::fs::read_to_string(cli.home.path().join("operator.log")).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let _kubelet = kubelet(&admin, "team-a", work.path());
+
+    // A search (the shipped Fashion-MNIST subset, a latency objective so probes run).
+    let manifest = cli.home.path().join("search.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: nasop.dev/v1alpha1
+kind: ArchitectureSearch
+metadata: {name: fmnist}
+spec:
+  searchSpace: {nb201: {channels: 8, cellsPerStage: 1}}
+  strategy: {algorithm: Evolution, seed: 3, evolution: {populationSize: 2, sampleSize: 2}}
+  budget: {maxTrials: 3, parallelism: 1}
+  objective:
+    latency: {targetMs: 1.0, deviceClass: cpu-test}
+  trial:
+    image: nasop-trainer:test
+    args: [--threads, '1']
+    dataset: {format: FashionMNIST, path: /data/fashion-mnist, trainExamples: 256, validationExamples: 128}
+    epochs: 1
+    batchSize: 64
+  probe: {repeats: 3, warmup: 1}
+",
+    )
+    .unwrap();
+    let applied = cli.kubectl(&["apply", "-n", "team-a", "-f", manifest.to_str().unwrap()]);
+    assert_eq!(
+        applied.trim(),
+        "architecturesearch.nasop.dev/fmnist created"
+    );
+
+    // Suspend once the first trial exists: no trial starts while suspended.
+    let trials_of = |cli: &Cli| -> Vec<String> {
+        cli.kubectl(&[
+            "get",
+            "ct",
+            "-n",
+            "team-a",
+            "-l",
+            "nasop.dev/search=fmnist",
+            "-o",
+            "name",
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect()
+    };
+    let start = Instant::now();
+    while trials_of(&cli).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no trial created"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cli.kubectl(&[
+        "patch",
+        "nas",
+        "fmnist",
+        "-n",
+        "team-a",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+    cli.kubectl(&[
+        "wait",
+        "nas/fmnist",
+        "-n",
+        "team-a",
+        "--for=jsonpath={.status.phase}=Suspended",
+        "--timeout=60s",
+    ]);
+    let while_suspended = trials_of(&cli);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        trials_of(&cli),
+        while_suspended,
+        "a trial started while suspended"
+    );
+    assert!(while_suspended.len() < 3, "{while_suspended:?}");
+    cli.kubectl(&[
+        "patch",
+        "nas",
+        "fmnist",
+        "-n",
+        "team-a",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ]);
+    cli.kubectl(&[
+        "wait",
+        "nas/fmnist",
+        "-n",
+        "team-a",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "--timeout=300s",
+    ]);
+
+    // kubectl get: the printer columns, short names and the `nasop` category.
+    let get = cli.kubectl(&["get", "architecturesearches", "-n", "team-a"]);
+    let mut lines = get.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "PHASE",
+            "TRIALS",
+            "BEST REWARD",
+            "BEST ACC",
+            "BEST LATENCY (MS)",
+            "AGE"
+        ],
+        "{get}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["fmnist", "Succeeded", "3/3"], "{get}");
+    let best_reward: f64 = row[3].parse().unwrap();
+    let wide = cli.kubectl(&["get", "nas", "-n", "team-a", "-o", "wide"]);
+    assert!(wide.lines().next().unwrap().contains("STRATEGY"), "{wide}");
+    assert!(wide.contains("Evolution"), "{wide}");
+    let ct = cli.kubectl(&["get", "ct", "-n", "team-a", "-l", "nasop.dev/search=fmnist"]);
+    assert_eq!(ct.lines().count(), 4, "a header and 3 trials:\n{ct}");
+    assert_eq!(ct.matches("Succeeded").count(), 3, "{ct}");
+    let lp = cli.kubectl(&["get", "lp", "-n", "team-a"]);
+    assert_eq!(lp.lines().count(), 4, "a header and 3 probes:\n{lp}");
+    let all = cli.kubectl(&["get", "nasop", "-n", "team-a"]);
+    for kind in [
+        "architecturesearch.nasop.dev/fmnist",
+        "childtrial.nasop.dev/fmnist-",
+        "latencyprobe.nasop.dev/fmnist-",
+    ] {
+        assert!(all.contains(kind), "{kind} in:\n{all}");
+    }
+
+    // describe: the conditions and the Events the operator recorded.
+    let described = cli.kubectl(&["describe", "nas", "fmnist", "-n", "team-a"]);
+    for part in [
+        "Conditions:",
+        "Ready",
+        "Progressing",
+        "Degraded",
+        "Events:",
+        "TrialsCreated",
+        "SearchSucceeded",
+    ] {
+        assert!(described.contains(part), "{part} in:\n{described}");
+    }
+
+    // Results: the best child, and every trial's genotype, accuracy and reward.
+    let best: serde_json::Value = serde_json::from_str(&cli.kubectl(&[
+        "get",
+        "nas",
+        "fmnist",
+        "-n",
+        "team-a",
+        "-o",
+        "jsonpath={.status.best}",
+    ]))
+    .unwrap();
+    let genotype = best["genotype"].as_str().unwrap();
+    assert!(genotype.starts_with('|'), "an NB201 cell: {genotype}");
+    let columns = cli.kubectl(&[
+        "get",
+        "ct",
+        "-n",
+        "team-a",
+        "-l",
+        "nasop.dev/search=fmnist",
+        "-o",
+        r"custom-columns=NAME:.metadata.name,GENOTYPE:.metadata.annotations.nasop\.dev/genotype,ACC:.status.metrics.accuracy,REWARD:.status.reward",
+    ]);
+    let rewards: Vec<f64> = columns
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let reward = l.split_whitespace().nth(3).unwrap();
+            reward
+                .parse()
+                .unwrap_or_else(|e| panic!("{reward:?}: {e}\n{columns}"))
+        })
+        .collect();
+    assert_eq!(rewards.len(), 3, "{columns}");
+    let top = rewards.iter().cloned().fold(f64::MIN, f64::max);
+    assert!(
+        (best["reward"].as_f64().unwrap() - top).abs() < 1e-12,
+        "{best} vs {columns}"
+    );
+    assert!(
+        (best_reward - top).abs() < 1e-3 * top.abs().max(1.0),
+        "{get}"
+    );
+    assert!(columns.contains(genotype), "{columns}");
+
+    // Every call the operator made was allowed: nothing forbidden in its log.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &operator.id().to_string()])
+        .status();
+    let status = tokio::task::block_in_place(|| operator.wait().unwrap());
+    let log = std::fs::read_to_string(cli.home.path().join("operator.log")).unwrap();
+    assert!(status.success(), "{status}\n{log}");
+    assert!(!log.to_lowercase().contains("forbidden"), "{log}");
+    assert!(
+        log.contains("nasop-7d4b9-x2x1q"),
+        "the pod name is the identity:\n{log}"
+    );
+
+    // Uninstall: searches, the release, then the CRDs.
+    cli.kubectl(&["delete", "nas", "--all", "-A"]);
+    assert!(cli
+        .kubectl(&["get", "nas", "-A", "-o", "name"])
+        .trim()
+        .is_empty());
+    cli.helm(&["uninstall", "nasop", "-n", "nasop-system"]);
+    assert!(deployments.get_opt("nasop").await.unwrap().is_none());
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(admin.clone(), "team-a");
+    assert!(roles
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    cli.kubectl(&["delete", "-f", "charts/nasop/crds/"]);
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    let start = Instant::now();
+    while crds
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|c| c.spec.group == "nasop.dev")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "CRDs left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -25,6 +25,9 @@ pub mod labels {
     /// What a latency probe measures (hash of its spec without the trial): probes with the
     /// same key share one measurement.
     pub const PROBE_KEY: &str = "nasop.dev/probe-key";
+    /// Annotation on a `ChildTrial`: its genotype in the canonical text form
+    /// (`nasop space check` reads it back), for `kubectl get ct -o custom-columns=...`.
+    pub const GENOTYPE: &str = "nasop.dev/genotype";
     /// `app.kubernetes.io/name`: always `nasop`.
     pub const APP_NAME: &str = "app.kubernetes.io/name";
     /// `app.kubernetes.io/component`: `trainer` or `probe`.

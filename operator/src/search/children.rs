@@ -68,7 +68,8 @@ pub fn record_of(child: &ChildTrial) -> Trial {
 }
 
 /// The ChildTrial of `proposal`: named `<search>-<id:05>`, owned by the search (controller
-/// reference: deleted with it), labelled with the search and the genotype hash, its spec
+/// reference: deleted with it), labelled with the search and the genotype hash, annotated with
+/// the genotype's text form ([`labels::GENOTYPE`]), its spec
 /// copying what training and rewarding need from the search.
 ///
 /// # Errors
@@ -114,6 +115,10 @@ pub fn child_trial(
             ),
             (labels::APP_PART_OF.to_string(), name.to_string()),
         ])),
+        annotations: Some(BTreeMap::from([(
+            labels::GENOTYPE.to_string(),
+            proposal.genotype.to_string(),
+        )])),
         owner_references: Some(vec![owner]),
         ..ObjectMeta::default()
     };
@@ -255,6 +260,12 @@ spec:
             ("ArchitectureSearch", "cifar", Some(true))
         );
         assert_eq!(c.spec.genotype, p.genotype);
+        let text = &c.metadata.annotations.as_ref().unwrap()["nasop.dev/genotype"];
+        assert_eq!(
+            text.parse::<nasop_crds::Genotype>().unwrap(),
+            p.genotype,
+            "the annotation reads back as the genotype: {text}"
+        );
         assert_eq!(c.spec.trial, s.spec.trial);
         // Back as a record: running, same id and genotype.
         let r = record_of(&c);
