@@ -82,8 +82,10 @@ clippy: setup
 fmt:
 	$(CARGO) fmt --all
 
+# The CRDs from the Rust types, into crds/ and the chart's copy (a test checks both).
 crds: setup
 	$(CARGO) run --quiet -p nasop -- crds --out-dir crds
+	cp crds/*.yaml charts/nasop/crds/
 
 clean:
 	$(CARGO) clean

@@ -33,14 +33,34 @@ pub const MAX_MESSAGE_CHARS: usize = 1024;
 /// `message`, or its first `MAX_MESSAGE_CHARS - 3` characters and `...` when it is longer
 /// than [`MAX_MESSAGE_CHARS`].
 fn cut_message(message: &str) -> String {
-    if message.chars().count() > MAX_MESSAGE_CHARS {
-        message
-            .chars()
-            .take(MAX_MESSAGE_CHARS - 3)
+    cut_to(message, MAX_MESSAGE_CHARS)
+}
+
+/// `text`, or its first `max_chars - 3` characters (none when `max_chars < 3`) and `...`
+/// when it has more than `max_chars` characters.
+fn cut_to(text: &str, max_chars: usize) -> String {
+    if text.chars().count() > max_chars {
+        text.chars()
+            .take(max_chars.saturating_sub(3))
             .collect::<String>()
             + "..."
     } else {
-        message.to_string()
+        text.to_string()
+    }
+}
+
+/// The JSON of `doc` in at most [`TERMINATION_MESSAGE_MAX_BYTES`] bytes: `set` puts
+/// `message` cut to [`MAX_MESSAGE_CHARS`] characters into it, then to half as many until the
+/// JSON fits (a character takes up to 6 bytes as a `\u` escape), at the end `...` alone.
+fn fit_message<T: Serialize>(doc: &mut T, message: &str, set: impl Fn(&mut T, String)) -> String {
+    let mut keep = MAX_MESSAGE_CHARS;
+    loop {
+        set(doc, cut_to(message, keep));
+        let text = serde_json::to_string(doc).expect("result serializes");
+        if text.len() <= TERMINATION_MESSAGE_MAX_BYTES || keep == 0 {
+            return text;
+        }
+        keep /= 2;
     }
 }
 
@@ -135,6 +155,13 @@ pub enum FailureReason {
     ProbeFailed,
     /// Operator-side: the pod was evicted, preempted or lost with its node too many times.
     Disrupted,
+    /// Operator-side: the container image cannot be pulled or the container cannot be created
+    /// (a bad image name at once; `ErrImagePull`, `ImagePullBackOff`, `CreateContainerError`
+    /// and the like past the pending deadline).
+    ImagePullFailed,
+    /// Operator-side: the pod stayed Pending (unscheduled, or its container not started) past
+    /// `trial.pendingDeadlineSeconds`.
+    PendingTimeout,
 }
 
 impl FailureReason {
@@ -152,7 +179,9 @@ impl FailureReason {
             | Self::BadResult
             | Self::DeadlineExceeded
             | Self::ProbeFailed
-            | Self::Disrupted => 1,
+            | Self::Disrupted
+            | Self::ImagePullFailed
+            | Self::PendingTimeout => 1,
         }
     }
 
@@ -179,7 +208,7 @@ impl FailureReason {
     }
 
     /// Every reason, in declaration order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::InvalidInput,
         Self::DataError,
         Self::OutOfMemory,
@@ -191,6 +220,8 @@ impl FailureReason {
         Self::DeadlineExceeded,
         Self::ProbeFailed,
         Self::Disrupted,
+        Self::ImagePullFailed,
+        Self::PendingTimeout,
     ];
 
     /// The CamelCase name (as serialized, and as a trial's `status.reason`).
@@ -207,6 +238,8 @@ impl FailureReason {
             Self::DeadlineExceeded => "DeadlineExceeded",
             Self::ProbeFailed => "ProbeFailed",
             Self::Disrupted => "Disrupted",
+            Self::ImagePullFailed => "ImagePullFailed",
+            Self::PendingTimeout => "PendingTimeout",
         }
     }
 
@@ -290,8 +323,8 @@ impl TrainResult {
         }
     }
 
-    /// Parses and checks a result: the schema, and that accuracies are in `[0, 1]` and every
-    /// other metric is finite and non-negative.
+    /// Parses and checks a result: the schema, that accuracies (the learning curve's too) are
+    /// in `[0, 1]`, every other metric is finite and non-negative, and `epochs` fits an int32.
     ///
     /// # Errors
     /// [`ResultError`] naming what is wrong.
@@ -319,6 +352,17 @@ impl TrainResult {
             if let Some(t) = r.test_accuracy {
                 fraction("testAccuracy", t)?;
             }
+            let non_negative = |field, v: f64| {
+                if v.is_finite() && v >= 0.0 {
+                    Ok(())
+                } else {
+                    Err(ResultError::Value {
+                        field,
+                        value: v.to_string(),
+                        allowed: "a finite number >= 0",
+                    })
+                }
+            };
             for (field, v) in [
                 ("validationLoss", r.validation_loss),
                 ("finalTrainLoss", r.final_train_loss),
@@ -326,49 +370,83 @@ impl TrainResult {
                 ("trainSeconds", r.train_seconds),
                 ("samplesPerSecond", r.samples_per_second),
             ] {
-                if !v.is_finite() || v < 0.0 {
+                non_negative(field, v)?;
+            }
+            for (field, v) in [("params", r.params), ("macs", r.macs)] {
+                if v < 0 {
                     return Err(ResultError::Value {
                         field,
                         value: v.to_string(),
-                        allowed: "a finite number >= 0",
+                        allowed: "an integer >= 0",
                     });
                 }
+            }
+            // The operator's status keeps epochs as a Kubernetes int32.
+            if r.epochs > i32::MAX as u32 {
+                return Err(ResultError::Value {
+                    field: "epochs",
+                    value: r.epochs.to_string(),
+                    allowed: "an integer in [0, 2147483647]",
+                });
+            }
+            for e in &r.learning_curve {
+                fraction("learningCurve[].validationAccuracy", e.validation_accuracy)?;
+                fraction("learningCurve[].trainAccuracy", e.train_accuracy)?;
+                non_negative("learningCurve[].trainLoss", e.train_loss)?;
+                non_negative("learningCurve[].validationLoss", e.validation_loss)?;
             }
         }
         Ok(result)
     }
 
     /// The compact JSON for the termination message: at most
-    /// [`TERMINATION_MESSAGE_MAX_BYTES`]. A long learning curve is thinned (every k-th epoch
-    /// and the last one kept) and a long failure message cut, until it fits.
+    /// [`TERMINATION_MESSAGE_MAX_BYTES`] bytes, so that the kubelet never cuts it into
+    /// unparsable JSON. A long learning curve is thinned (every k-th epoch and the last one
+    /// kept, k = 2, 4, 8, ...) and then dropped; a failure message is cut to
+    /// [`MAX_MESSAGE_CHARS`] characters, and further when its UTF-8 bytes and JSON escapes
+    /// still do not fit; an over-long `device` or `genotypeHash` string is cut last.
     pub fn termination_message(&self) -> String {
+        let fits = |r: &Self| {
+            let text = serde_json::to_string(r).expect("result serializes");
+            (text.len() <= TERMINATION_MESSAGE_MAX_BYTES).then_some(text)
+        };
         let mut result = self.clone();
-        if let TrainOutcome::Failed(f) = &mut result.outcome {
-            f.message = cut_message(&f.message);
-        }
-        let mut step = 1;
-        loop {
-            let text = serde_json::to_string(&result).expect("result serializes");
-            if text.len() <= TERMINATION_MESSAGE_MAX_BYTES {
-                return text;
-            }
-            let TrainOutcome::Succeeded(r) = &mut result.outcome else {
-                return text; // A failure with a cut message is far below the limit.
-            };
-            let TrainOutcome::Succeeded(full) = &self.outcome else {
-                unreachable!()
-            };
-            step *= 2;
-            let last = full.learning_curve.len().saturating_sub(1);
-            r.learning_curve = full
-                .learning_curve
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| (last - i) % step == 0)
-                .map(|(_, e)| e.clone())
-                .collect();
-            if step > full.learning_curve.len() * 2 {
-                r.learning_curve.clear();
+        match &self.outcome {
+            TrainOutcome::Failed(full) => fit_message(&mut result, &full.message, |r, m| {
+                if let TrainOutcome::Failed(f) = &mut r.outcome {
+                    f.message = m;
+                }
+            }),
+            TrainOutcome::Succeeded(full) => {
+                let mut step = 1usize;
+                loop {
+                    if let Some(text) = fits(&result) {
+                        return text;
+                    }
+                    let TrainOutcome::Succeeded(r) = &mut result.outcome else {
+                        unreachable!("a clone has the same outcome")
+                    };
+                    if r.learning_curve.is_empty() {
+                        // Only a pathological device name or hash can still be too long.
+                        r.device = cut_to(&full.device, 64);
+                        r.genotype_hash = cut_to(&full.genotype_hash, 64);
+                        return serde_json::to_string(&result).expect("result serializes");
+                    }
+                    if r.learning_curve.len() == 1 {
+                        r.learning_curve.clear();
+                    } else {
+                        // Every step-th epoch back from the last; at step >= len the last only.
+                        step = step.saturating_mul(2);
+                        let last = full.learning_curve.len() - 1;
+                        r.learning_curve = full
+                            .learning_curve
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| (last - i) % step == 0)
+                            .map(|(_, e)| e.clone())
+                            .collect();
+                    }
+                }
             }
         }
     }
@@ -454,6 +532,23 @@ impl ProbeResult {
         Self {
             schema: PROBE_RESULT_SCHEMA.into(),
             outcome: ProbeOutcome::Failed(TrainFailure { reason, message }),
+        }
+    }
+
+    /// The compact JSON for the termination message: a failure message is cut until the
+    /// JSON fits in [`TERMINATION_MESSAGE_MAX_BYTES`] bytes (see
+    /// [`TrainResult::termination_message`]); a success report is a few hundred bytes.
+    pub fn termination_message(&self) -> String {
+        let mut result = self.clone();
+        match &self.outcome {
+            ProbeOutcome::Failed(full) => fit_message(&mut result, &full.message, |r, m| {
+                if let ProbeOutcome::Failed(f) = &mut r.outcome {
+                    f.message = m;
+                }
+            }),
+            ProbeOutcome::Succeeded(_) => {
+                serde_json::to_string(&result).expect("result serializes")
+            }
         }
     }
 

@@ -147,11 +147,42 @@ pub const DISRUPTION_REASONS: [&str; 6] = [
     "Terminated",
 ];
 
+/// Container `waiting` reasons of an image or container-creation error that will not fix
+/// itself soon: the kubelet retries the pull with back-off (kubelet `images` package and
+/// Kubernetes "Images" documentation).
+pub const IMAGE_ERROR_REASONS: [&str; 8] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageInspect",
+    "RegistryUnavailable",
+    "SignatureValidationFailed",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "PreCreateHookError",
+];
+
+/// Container `waiting` reasons that no retry can fix: the image reference itself is wrong,
+/// or the pull policy `Never` names an image absent from the node.
+pub const BAD_IMAGE_REASONS: [&str; 2] = ["InvalidImageName", "ErrImageNeverPull"];
+
+/// Why a Pending pod waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Scheduled (or no condition yet), its container being created: normal.
+    Starting,
+    /// Not scheduled (`PodScheduled` False): no node fits yet, e.g. all GPUs busy.
+    Unscheduled,
+    /// An image or container-creation error ([`IMAGE_ERROR_REASONS`]).
+    ImageError,
+    /// A bad image reference ([`BAD_IMAGE_REASONS`]).
+    BadImage,
+}
+
 /// How a trainer or probe Pod stands.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PodState {
-    /// Not running yet (scheduling, pulling the image); the message says why when known.
-    Pending(Option<String>),
+    /// Not running yet (scheduling, pulling the image): why, and a message when known.
+    Pending(Wait, Option<String>),
     /// Running (or in an unknown phase: the node may come back).
     Running,
     /// Exited 0; the container's termination message (the result document), if any.
@@ -170,7 +201,7 @@ pub fn pod_state(
     parse_failure: impl Fn(&str) -> Option<(FailureReason, String)>,
 ) -> PodState {
     let Some(status) = &pod.status else {
-        return PodState::Pending(None);
+        return PodState::Pending(Wait::Starting, None);
     };
     let terminated: Option<&ContainerStateTerminated> = status
         .container_statuses
@@ -243,14 +274,17 @@ pub fn pod_state(
                 .as_ref()
                 .and_then(|c| c.first())
                 .and_then(|c| c.state.as_ref())
-                .and_then(|s| s.waiting.as_ref())
-                .map(|w| {
-                    format!(
-                        "{}: {}",
-                        w.reason.clone().unwrap_or_default(),
-                        w.message.clone().unwrap_or_default()
-                    )
-                });
+                .and_then(|s| s.waiting.as_ref());
+            let wait_reason = waiting
+                .and_then(|w| w.reason.as_deref())
+                .unwrap_or_default();
+            let waiting = waiting.map(|w| {
+                format!(
+                    "{}: {}",
+                    w.reason.clone().unwrap_or_default(),
+                    w.message.clone().unwrap_or_default()
+                )
+            });
             let unschedulable = status
                 .conditions
                 .iter()
@@ -263,7 +297,16 @@ pub fn pod_state(
                         c.message.clone().unwrap_or_default()
                     )
                 });
-            PodState::Pending(waiting.or(unschedulable))
+            let wait = if BAD_IMAGE_REASONS.contains(&wait_reason) {
+                Wait::BadImage
+            } else if IMAGE_ERROR_REASONS.contains(&wait_reason) {
+                Wait::ImageError
+            } else if unschedulable.is_some() {
+                Wait::Unscheduled
+            } else {
+                Wait::Starting
+            };
+            PodState::Pending(wait, waiting.or(unschedulable))
         }
     }
 }
@@ -295,15 +338,37 @@ mod tests {
     fn pod_phases_read_as_states() {
         assert_eq!(
             pod_state(&pod(json!({})), no_result),
-            PodState::Pending(None)
+            PodState::Pending(Wait::Starting, None)
         );
+        let waiting = |reason: &str| {
+            pod(json!({"phase": "Pending", "containerStatuses": [{
+                "name": "trainer", "image": "reg/x:1", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"waiting": {"reason": reason, "message": "m"}}}]}))
+        };
+        for (reason, wait) in [
+            ("ContainerCreating", Wait::Starting),
+            ("ErrImagePull", Wait::ImageError),
+            ("ImagePullBackOff", Wait::ImageError),
+            ("CreateContainerConfigError", Wait::ImageError),
+            ("InvalidImageName", Wait::BadImage),
+            ("ErrImageNeverPull", Wait::BadImage),
+        ] {
+            assert_eq!(
+                pod_state(&waiting(reason), no_result),
+                PodState::Pending(wait, Some(format!("{reason}: m"))),
+                "{reason}"
+            );
+        }
         let unschedulable = pod(
             json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
             "status": "False", "reason": "Unschedulable", "message": "0/3 nodes have nvidia.com/gpu"}]}),
         );
         assert_eq!(
             pod_state(&unschedulable, no_result),
-            PodState::Pending(Some("Unschedulable: 0/3 nodes have nvidia.com/gpu".into()))
+            PodState::Pending(
+                Wait::Unscheduled,
+                Some("Unschedulable: 0/3 nodes have nvidia.com/gpu".into())
+            )
         );
         assert_eq!(
             pod_state(&pod(json!({"phase": "Running"})), no_result),

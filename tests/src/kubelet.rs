@@ -42,6 +42,9 @@ pub struct Faults {
     pub fail_trainers: usize,
     /// Keep every pod Pending this long before running it (a slow scheduler or image pull).
     pub delay: std::time::Duration,
+    /// Leave this many of the next trainer pods Pending for good, their container waiting
+    /// with `ImagePullBackOff` (an image that cannot be pulled).
+    pub image_pull_errors: usize,
 }
 
 /// The running kubelet; stops (and kills its processes) on drop.
@@ -209,8 +212,12 @@ async fn run_pod(pods: Api<Pod>, pod: Pod, config: KubeletConfig, faults: Arc<Mu
         .is_some_and(|r| r == "trainer");
     let delay = faults.lock().unwrap().delay;
     tokio::time::sleep(delay).await;
-    let (evict, fail) = {
+    let (evict, fail, pull_error) = {
         let mut f = faults.lock().unwrap();
+        let pull_error = is_trainer && f.image_pull_errors > 0;
+        if pull_error {
+            f.image_pull_errors -= 1;
+        }
         let evict = is_trainer && f.evict_trainers > 0;
         if evict {
             f.evict_trainers -= 1;
@@ -219,8 +226,22 @@ async fn run_pod(pods: Api<Pod>, pod: Pod, config: KubeletConfig, faults: Arc<Mu
         if fail {
             f.fail_trainers -= 1;
         }
-        (evict, fail)
+        (evict, fail, pull_error)
     };
+    let image = container.image.clone().unwrap_or_default();
+    if pull_error {
+        patch_status(
+            &pods,
+            &n,
+            json!({"phase": "Pending", "containerStatuses": [{
+                "name": container.name, "image": image, "imageID": "", "ready": false,
+                "restartCount": 0, "started": false, "state": {"waiting": {
+                    "reason": "ImagePullBackOff",
+                    "message": format!("Back-off pulling image \"{image}\"")}}}]}),
+        )
+        .await;
+        return;
+    }
     if evict {
         patch_status(
             &pods,
@@ -232,7 +253,6 @@ async fn run_pod(pods: Api<Pod>, pod: Pod, config: KubeletConfig, faults: Arc<Mu
         return;
     }
     let started = now();
-    let image = container.image.clone().unwrap_or_default();
     patch_status(
         &pods,
         &n,

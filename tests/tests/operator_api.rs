@@ -359,6 +359,85 @@ async fn a_killed_operator_resumes_without_duplicates_or_lost_results() {
     again.kill();
 }
 
+/// Issue 10's fault test: the operator killed at 10 random points of one search (seeded, so
+/// a failure reproduces), then run to the end. Exactly maxTrials trials, proposal ids
+/// 0..maxTrials, each result told to the policy once and in order (the proposals and update
+/// count equal an uninterrupted replay with the same rewards), the policy state readable and
+/// no stale policy part left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_kills_at_random_points_lose_nothing_and_duplicate_nothing() {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let client = server.client().await;
+    install_crds(&client).await;
+    namespace(&client, "kills").await;
+    let work = tempfile::tempdir().unwrap();
+    let _kubelet = kubelet(&client, "kills", work.path());
+    let mut search = search_manifest("kills", 6, "");
+    search.spec.objective.latency = None;
+    search.spec.budget.parallelism = 1;
+    let searches: Api<ArchitectureSearch> = Api::namespaced(client.clone(), "kills");
+    searches
+        .create(&PostParams::default(), &search)
+        .await
+        .unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(10);
+    let mut kill_points = Vec::new();
+    for _ in 0..10 {
+        let operator = Operator::start(client.clone(), "kills", Arc::new(Metrics::new()));
+        let ms = 50 + rng.next_u64() % 2450;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        operator.kill();
+        kill_points.push(ms);
+    }
+    let last = Operator::start(client.clone(), "kills", Arc::new(Metrics::new()));
+    let done = wait_phase(&searches, "kills", Duration::from_secs(600)).await;
+    last.kill();
+    let status = done.status.clone().unwrap();
+    assert_eq!(status.phase, Some(SearchPhase::Succeeded), "{status:?}");
+    let trials: Api<ChildTrial> = Api::namespaced(client.clone(), "kills");
+    let mut all = trials.list(&ListParams::default()).await.unwrap().items;
+    all.sort_by_key(|t| t.spec.proposal_id);
+    let ids: Vec<i64> = all.iter().map(|t| t.spec.proposal_id).collect();
+    assert_eq!(
+        ids,
+        (0..6).collect::<Vec<_>>(),
+        "kills after {kill_points:?} ms"
+    );
+    let policy = status.policy.clone().unwrap();
+    assert_eq!(policy.trials_consumed, 6);
+    let space = done.spec.search_space.build().unwrap();
+    let seed = nasop::search::children::derived_seed(done.metadata.uid.as_deref().unwrap());
+    let mut reference = nasop::strategy::build(&space, &done.spec.strategy, seed).unwrap();
+    for t in &all {
+        let p = reference.ask(1).remove(0);
+        assert_eq!(
+            p.genotype, t.spec.genotype,
+            "proposal {}",
+            t.spec.proposal_id
+        );
+        reference
+            .tell(p.id, t.status.as_ref().unwrap().reward.unwrap())
+            .unwrap();
+    }
+    assert_eq!(policy.updates, reference.counts().updates as i64);
+    // The stored state is the one of the replay, and nothing else is stored.
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "kills");
+    let stored = maps
+        .list(&ListParams::default().labels("nasop.dev/search=kills"))
+        .await
+        .unwrap()
+        .items;
+    let bytes = nasop::search::policy_store::from_config_maps("kills", &stored).unwrap();
+    let referenced = nasop::search::policy_store::referenced_parts("kills", &stored);
+    assert_eq!(stored.len(), 1 + referenced.len(), "stale parts left");
+    let restored = nasop::strategy::restore(&space, &done.spec.strategy, &bytes).unwrap();
+    assert_eq!(restored.counts(), reference.counts());
+    assert!(restored.pending().is_empty(), "no proposal waits");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn evictions_are_retried_and_failures_end_the_search_cleanly() {
     let Some(server) = start_server().await else {
@@ -430,6 +509,60 @@ async fn evictions_are_retried_and_failures_end_the_search_cleanly() {
     for t in &failed {
         let s = t.status.as_ref().unwrap();
         assert_eq!(s.reason.as_deref(), Some("Internal"), "{s:?}");
+    }
+
+    // An image that cannot be pulled: past trial.pendingDeadlineSeconds the trial fails with
+    // ImagePullFailed, its pod is deleted, and the search goes on to exactly maxTrials.
+    kubelet.faults.lock().unwrap().fail_trainers = 0;
+    kubelet.faults.lock().unwrap().image_pull_errors = 1;
+    let mut pulls = search_manifest("pull", 3, "");
+    pulls.spec.objective.latency = None;
+    pulls.spec.budget.parallelism = 1;
+    pulls.spec.trial.pending_deadline_seconds = Some(2);
+    pulls.spec.strategy =
+        serde_json::from_value(serde_json::json!({"algorithm": "Random", "seed": 3})).unwrap();
+    searches
+        .create(&PostParams::default(), &pulls)
+        .await
+        .unwrap();
+    let done = wait_phase(&searches, "pull", Duration::from_secs(300)).await;
+    let st = done.status.unwrap();
+    assert_eq!(st.phase, Some(SearchPhase::Succeeded), "{st:?}");
+    assert_eq!(
+        (st.trials.succeeded, st.trials.failed, st.trials.total),
+        (2, 1, 3)
+    );
+    let all = trials
+        .list(&ListParams::default().labels("nasop.dev/search=pull"))
+        .await
+        .unwrap()
+        .items;
+    let failed: Vec<_> = all
+        .iter()
+        .filter_map(|t| t.status.as_ref())
+        .filter(|s| s.phase == Some(TrialPhase::Failed))
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].reason.as_deref(), Some("ImagePullFailed"));
+    let message = failed[0].message.as_deref().unwrap();
+    assert!(
+        message.contains("(trial.pendingDeadlineSeconds is 2): ImagePullBackOff: Back-off pulling image \"nasop-trainer:test\""),
+        "{message}"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "faults");
+    let start = Instant::now();
+    while !pods
+        .list(&ListParams::default().labels("nasop.dev/search=pull"))
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the stuck pod stays"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     operator.kill();
 }
@@ -1017,7 +1150,16 @@ async fn the_readme_kubectl_workflow_works_with_exactly_the_charts_rbac() {
     };
     let kubectl = nasop_tests::apiserver::binaries().unwrap().kubectl;
     let admin = server.client().await;
-    namespace(&admin, "team-a").await;
+    // team-a enforces the restricted Pod Security Standard (the API server's PodSecurity
+    // admission): every trainer and probe pod of the search must pass it.
+    let ns: Api<Namespace> = Api::all(admin.clone());
+    let restricted: Namespace = serde_json::from_value(serde_json::json!({"metadata": {
+        "name": "team-a", "labels": {"pod-security.kubernetes.io/enforce": "restricted",
+                                     "pod-security.kubernetes.io/enforce-version": "v1.34"}}}))
+    .unwrap();
+    ns.create(&PostParams::default(), &restricted)
+        .await
+        .unwrap();
     namespace(&admin, "team-b").await;
     let cli = Cli {
         kubectl,

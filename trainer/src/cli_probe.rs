@@ -234,7 +234,7 @@ fn export(
 pub fn write_outputs(args: &ProbeArgs, result: &ProbeResult) -> Vec<String> {
     let text = serde_json::to_string(result).expect("result serializes");
     write_result(
-        &text,
+        &result.termination_message(),
         &format!("{text}\n"),
         &args.termination_log,
         args.result.as_deref(),

@@ -542,11 +542,8 @@ pub fn write_parse_failure(raw_args: &[String], message: &str) {
     let first = message.lines().next().unwrap_or_default();
     let message = first.trim_start_matches("error: ").trim();
     let text = if probe {
-        serde_json::to_string(&nasop_crds::result::ProbeResult::failed(
-            FailureReason::InvalidInput,
-            message,
-        ))
-        .expect("result serializes")
+        nasop_crds::result::ProbeResult::failed(FailureReason::InvalidInput, message)
+            .termination_message()
     } else {
         TrainResult::failed(FailureReason::InvalidInput, message).termination_message()
     };

@@ -154,7 +154,7 @@ pub fn plan(
         Some(p) => pod_state(p, probe_failure_of),
     };
     match state {
-        PodState::Pending(message) => {
+        PodState::Pending(_, message) => {
             status.phase = Some(ProbePhase::Pending);
             status.message = message;
         }

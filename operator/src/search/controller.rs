@@ -22,7 +22,9 @@ use nasop_crds::api::{labels, ArchitectureSearch, ChildTrial, SearchPhase, Trial
 use super::children::{
     blocked_status, budget_spent, child_trial, derived_seed, gpu_seconds, gpus_per_trial, record_of,
 };
-use super::policy_store::{from_config_maps, head_name, referenced_parts, to_config_maps};
+use super::policy_store::{
+    from_config_maps, head_name, referenced_parts, stale_parts, to_config_maps,
+};
 use super::status::{search_status, StatusInputs};
 use super::{resume, Phase};
 use crate::manifest;
@@ -157,8 +159,8 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         // Parts are named by the checksum of their state: created, never overwritten (an
         // existing one holds the same bytes). The head is written only if unchanged since it
         // was read (its resourceVersion as a precondition), so of two concurrent writers one
-        // gets 409 and retries from a fresh read. Then the replaced state's parts go.
-        let replaced = referenced_parts(&name, &maps);
+        // gets 409 and retries from a fresh read. Then the replaced state's parts go, and any
+        // left by a writer stopped half-way.
         let post = kube::api::PostParams {
             field_manager: Some(crate::runtime::MANAGER.into()),
             ..kube::api::PostParams::default()
@@ -187,8 +189,8 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             }
         }
         let kept = referenced_parts(&name, &new_maps);
-        for part in replaced.iter().filter(|p| !kept.contains(p)) {
-            match config_maps.delete(part, &Default::default()).await {
+        for part in stale_parts(&name, &maps, &kept) {
+            match config_maps.delete(&part, &Default::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),

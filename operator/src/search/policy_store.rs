@@ -79,6 +79,20 @@ pub fn referenced_parts(search: &str, maps: &[ConfigMap]) -> Vec<String> {
     }
 }
 
+/// The policy-state ConfigMaps among `listed` (this search's, listed by its label before an
+/// update) that the new head does not refer to (`kept`): the replaced state's parts, and parts
+/// a writer stopped half-way or a writer that lost the race left behind. Deleting them after
+/// the new head is written is safe: a writer that created one of them read the head before
+/// this update, so its own head write (with that resourceVersion as a precondition) fails.
+pub fn stale_parts(search: &str, listed: &[ConfigMap], kept: &[String]) -> Vec<String> {
+    let head = head_name(search);
+    listed
+        .iter()
+        .filter_map(|m| m.metadata.name.clone())
+        .filter(|n| *n != head && n.starts_with(&head) && !kept.contains(n))
+        .collect()
+}
+
 /// Splits `state` into ConfigMaps (in namespace `namespace`, labelled with the search), the
 /// head carrying the count, length and checksum. Returned in write order: parts 1.. (named
 /// by the checksum) first, the head last.
@@ -219,6 +233,23 @@ mod tests {
         );
         assert_eq!(referenced_parts("s", &maps), vec![names[0].clone()]);
         assert!(referenced_parts("s", &[]).is_empty());
+        // After an update to another state: the old part and an orphan of a writer stopped
+        // half-way are stale; the new head's part and the head are not.
+        let mut listed = maps.clone();
+        let mut orphan = maps[0].clone();
+        orphan.metadata.name = Some("s-policy-0123456789ab-1".into());
+        listed.push(orphan);
+        let newer = to_config_maps("s", "ns", &[7u8; 10]);
+        let kept = referenced_parts("s", &newer);
+        assert!(kept.is_empty(), "a small state is the head alone");
+        assert_eq!(
+            stale_parts("s", &listed, &kept),
+            [names[0].clone(), "s-policy-0123456789ab-1".into()]
+        );
+        assert_eq!(
+            stale_parts("s", &listed, &referenced_parts("s", &maps)),
+            ["s-policy-0123456789ab-1".to_string()]
+        );
         for m in &maps {
             let bytes = serde_json::to_vec(m).unwrap().len();
             assert!(

@@ -94,7 +94,11 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
     }
     ctx.publish(trial.as_ref(), "Reconcile", &plan.notes).await;
     ctx.succeeded(&crate::runtime::key(trial.as_ref()));
-    Ok(Action::requeue(RESYNC))
+    // A pending deadline may fall due before the next pod event (or the resync).
+    let due = plan
+        .requeue_after
+        .map(|s| std::time::Duration::from_secs(s.max(1)));
+    Ok(Action::requeue(due.map_or(RESYNC, |d| d.min(RESYNC))))
 }
 
 #[cfg(test)]

@@ -276,3 +276,149 @@ fn a_probe_for_an_image_folder_needs_an_input_shape() {
         Some(vec![1, 3, 64, 64])
     );
 }
+
+/// A Pending trainer pod created `age` seconds before [`now`], its container waiting with
+/// `reason` (or unscheduled when `reason` is "Unschedulable").
+fn pending_pod(age: i64, reason: &str) -> Pod {
+    let created =
+        Time(k8s_openapi::jiff::Timestamp::from_second(now().0.as_second() - age).unwrap());
+    let status = if reason == "Unschedulable" {
+        serde_json::json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable",
+            "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."}]})
+    } else {
+        serde_json::json!({"phase": "Pending", "containerStatuses": [{"name": "trainer",
+            "image": "reg.example/nasop-trainer:typo", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"waiting": {"reason": reason,
+            "message": "Back-off pulling image \"reg.example/nasop-trainer:typo\""}}}]})
+    };
+    let mut p: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "cifar-nb201-00042-train-1"}, "status": status}))
+    .unwrap();
+    p.metadata.creation_timestamp = Some(created);
+    p
+}
+
+fn with_pending_deadline(seconds: Option<i64>) -> ChildTrial {
+    let mut t = with_status(gpu_trial(), attempt(1, 0));
+    t.spec.trial.pending_deadline_seconds = seconds;
+    t
+}
+
+#[test]
+fn image_errors_fail_the_trial_after_the_pending_deadline_and_bad_names_at_once() {
+    // Default: image errors may last 600 s; the plan asks to look again when they are due.
+    let t = with_pending_deadline(None);
+    let p = plan(
+        &t,
+        Some(&pending_pod(590, "ImagePullBackOff")),
+        None,
+        &now(),
+    );
+    assert_eq!(p.status.phase, Some(TrialPhase::Pending));
+    assert_eq!(p.requeue_after, Some(10));
+    let p = plan(
+        &t,
+        Some(&pending_pod(600, "ImagePullBackOff")),
+        None,
+        &now(),
+    );
+    assert_eq!(p.status.phase, Some(TrialPhase::Failed));
+    assert_eq!(p.status.reason.as_deref(), Some("ImagePullFailed"));
+    let message = p.status.message.as_deref().unwrap();
+    assert!(
+        message.starts_with(
+            "the trainer pod cifar-nb201-00042-train-1 is Pending with an image or container error for 600 s (the default for image errors is 600 s; set trial.pendingDeadlineSeconds to change it): ImagePullBackOff: Back-off pulling image"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        p.create_pod, None,
+        "not retried: the same image would fail again"
+    );
+    assert_eq!(p.notes[0].reason, "TrialFailed");
+    // The failed trial's pod is deleted by the next pass (finished with a pod name).
+    let again = plan(
+        &with_status(gpu_trial(), p.status.clone()),
+        None,
+        None,
+        &now(),
+    );
+    assert!(again.delete_pods);
+
+    // Set deadline: 60 s.
+    let t = with_pending_deadline(Some(60));
+    let p = plan(&t, Some(&pending_pod(59, "ErrImagePull")), None, &now());
+    assert_eq!(
+        (p.status.phase, p.requeue_after),
+        (Some(TrialPhase::Pending), Some(1))
+    );
+    let p = plan(
+        &t,
+        Some(&pending_pod(61, "CreateContainerConfigError")),
+        None,
+        &now(),
+    );
+    assert_eq!(p.status.reason.as_deref(), Some("ImagePullFailed"));
+    assert!(p
+        .status
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("(trial.pendingDeadlineSeconds is 60)"));
+
+    // A bad image reference: at once, whatever the deadline.
+    let p = plan(&t, Some(&pending_pod(0, "InvalidImageName")), None, &now());
+    assert_eq!(p.status.reason.as_deref(), Some("ImagePullFailed"));
+    assert!(p
+        .status
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("a bad image (no retry can fix it)"));
+}
+
+#[test]
+fn unscheduled_pods_wait_without_limit_unless_a_pending_deadline_is_set() {
+    // Waiting for a free GPU is how trials queue: no deadline by default, no early requeue.
+    let p = plan(
+        &with_pending_deadline(None),
+        Some(&pending_pod(86_400, "Unschedulable")),
+        None,
+        &now(),
+    );
+    assert_eq!(
+        (p.status.phase, p.requeue_after),
+        (Some(TrialPhase::Pending), None)
+    );
+    let p = plan(
+        &with_pending_deadline(None),
+        Some(&pending_pod(86_400, "ContainerCreating")),
+        None,
+        &now(),
+    );
+    assert_eq!(p.status.phase, Some(TrialPhase::Pending));
+
+    let t = with_pending_deadline(Some(1800));
+    let p = plan(&t, Some(&pending_pod(1000, "Unschedulable")), None, &now());
+    assert_eq!(p.requeue_after, Some(800));
+    let p = plan(&t, Some(&pending_pod(1800, "Unschedulable")), None, &now());
+    assert_eq!(p.status.reason.as_deref(), Some("PendingTimeout"));
+    assert_eq!(
+        p.status.message.as_deref(),
+        Some("the trainer pod cifar-nb201-00042-train-1 is Pending with unscheduled for 1800 s (trial.pendingDeadlineSeconds is 1800): Unschedulable: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")
+    );
+    let p = plan(
+        &t,
+        Some(&pending_pod(1800, "ContainerCreating")),
+        None,
+        &now(),
+    );
+    assert_eq!(p.status.reason.as_deref(), Some("PendingTimeout"));
+    assert!(p
+        .status
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("not started for 1800 s"));
+}
