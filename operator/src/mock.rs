@@ -174,9 +174,10 @@ pub fn not_found() -> Value {
            "message": "not found", "reason": "NotFound", "code": 404})
 }
 
-/// Runs `reconcile` against the scripted server: the script runs concurrently and must
-/// finish; the reconcile's result is returned.
-pub async fn run<T, F, S>(reconcile: F, script: S) -> T
+/// Runs `reconcile` against the scripted server and gives its result and the server back
+/// (for another reconcile with the same context); the script runs concurrently and must
+/// finish.
+pub async fn run_keeping<T, F, S>(reconcile: F, script: S) -> (T, ApiServer)
 where
     F: std::future::Future<Output = T>,
     S: std::future::Future<Output = ApiServer> + Send + 'static,
@@ -189,6 +190,17 @@ where
         .await
         .expect("the script finished")
         .expect("the script did not panic");
+    (out, server)
+}
+
+/// Runs `reconcile` against the scripted server: the script runs concurrently and must
+/// finish, and no request may be left; the reconcile's result is returned.
+pub async fn run<T, F, S>(reconcile: F, script: S) -> T
+where
+    F: std::future::Future<Output = T>,
+    S: std::future::Future<Output = ApiServer> + Send + 'static,
+{
+    let (out, server) = run_keeping(reconcile, script).await;
     server.done();
     out
 }

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use nasop_crds::api::{ArchitectureSearch, ChildTrial, LatencyProbe};
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::metrics::Metrics;
+use crate::strategy::Strategy;
 use crate::trial::plan::Note;
 
 /// The field manager of every server-side apply the operator makes
@@ -92,7 +94,18 @@ pub struct Context {
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
+    /// The ChildTrial controllers' caches, by watched namespace (`""`: all namespaces). A
+    /// search reads its trials here instead of listing them from the API server on every
+    /// reconcile; without a cache (tests calling a reconciler directly) it lists them.
+    trial_stores: std::sync::RwLock<HashMap<String, Store<ChildTrial>>>,
+    /// The controller policy each search last saved or read, by search uid, with the
+    /// resourceVersion of its head ConfigMap then: while the head is unchanged a reconcile
+    /// reuses it instead of decoding the state (about 1 MiB for PPO) again.
+    policies: Mutex<HashMap<String, CachedPolicy>>,
 }
+
+/// A search's policy and the resourceVersion of its head ConfigMap when it was saved or read.
+type CachedPolicy = (String, Box<dyn Strategy>);
 
 /// First retry delay after a failed reconcile; doubles per consecutive failure of the same
 /// object up to [`MAX_BACKOFF`].
@@ -116,7 +129,52 @@ impl Context {
             recorder,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            trial_stores: std::sync::RwLock::new(HashMap::new()),
+            policies: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The ChildTrials of `namespace` labelled `nasop.dev/search=<search>` from the ChildTrial
+    /// controller's cache, once that cache has listed them (at most 10 s of waiting at
+    /// start-up); `None` without a cache or while it is not ready (list from the API then).
+    pub async fn cached_trials(
+        &self,
+        namespace: &str,
+        search: &str,
+    ) -> Option<Vec<Arc<ChildTrial>>> {
+        let store = {
+            let stores = self.trial_stores.read().unwrap_or_else(|e| e.into_inner());
+            stores.get(namespace).or_else(|| stores.get("")).cloned()
+        }?;
+        tokio::time::timeout(Duration::from_secs(10), store.wait_until_ready())
+            .await
+            .ok()?
+            .ok()?;
+        Some(store.state_filter(|t| {
+            t.metadata.namespace.as_deref() == Some(namespace)
+                && t.labels()
+                    .get(nasop_crds::api::labels::SEARCH)
+                    .map(String::as_str)
+                    == Some(search)
+        }))
+    }
+
+    /// Takes the policy cached for search `uid` if it was cached at head resourceVersion
+    /// `version` (a miss drops it: the head changed, another writer saved).
+    pub fn take_policy(&self, uid: &str, version: &str) -> Option<Box<dyn Strategy>> {
+        let mut policies = self.policies.lock().unwrap_or_else(|e| e.into_inner());
+        match policies.remove(uid) {
+            Some((v, strategy)) if v == version => Some(strategy),
+            _ => None,
+        }
+    }
+
+    /// Caches the policy of search `uid`, saved or read at head resourceVersion `version`.
+    pub fn keep_policy(&self, uid: &str, version: String, strategy: Box<dyn Strategy>) {
+        self.policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid.to_string(), (version, strategy));
     }
 
     /// Forgets the failures of `key` (after a successful reconcile).
@@ -272,10 +330,9 @@ fn log_queue_errors<T, E: std::error::Error>(
     futures::future::ready(())
 }
 
-fn apis<K>(client: &Client, scope: &Scope) -> Vec<Api<K>>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-{
+/// The watched namespaces, each once (two controllers on one object would race), sorted;
+/// `[""]` for all namespaces.
+fn watched(scope: &Scope) -> Vec<String> {
     let namespaces: std::collections::BTreeSet<&str> = scope
         .namespaces
         .iter()
@@ -283,14 +340,23 @@ where
         .filter(|n| !n.is_empty())
         .collect();
     if namespaces.is_empty() {
-        vec![Api::all(client.clone())]
+        vec![String::new()]
     } else {
-        // Each namespace once: two controllers on one object would race.
-        namespaces
-            .into_iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
-            .collect()
+        namespaces.into_iter().map(str::to_string).collect()
     }
+}
+
+fn apis<K>(client: &Client, scope: &Scope) -> Vec<Api<K>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    watched(scope)
+        .iter()
+        .map(|ns| match ns.as_str() {
+            "" => Api::all(client.clone()),
+            ns => Api::namespaced(client.clone(), ns),
+        })
+        .collect()
 }
 
 /// Runs the ArchitectureSearch, ChildTrial and LatencyProbe controllers over `scope` until
@@ -315,11 +381,13 @@ pub async fn run(
     let client = &ctx.client;
     let pods = watcher::Config::default().labels(POD_SELECTOR);
     let mut tasks = Vec::new();
-    for (((searches, trials), probes), pod_api) in apis::<ArchitectureSearch>(client, &scope)
+    let keys = watched(&scope);
+    for ((((searches, trials), probes), pod_api), key) in apis::<ArchitectureSearch>(client, &scope)
         .into_iter()
         .zip(apis::<ChildTrial>(client, &scope))
         .zip(apis::<LatencyProbe>(client, &scope))
         .zip(apis::<Pod>(client, &scope))
+        .zip(keys)
     {
         let search = Controller::new(searches, watcher::Config::default())
             .owns(trials.clone(), watcher::Config::default())
@@ -331,7 +399,12 @@ pub async fn run(
                 ctx.clone(),
             )
             .for_each(log_queue_errors);
-        let trial = Controller::new(trials, watcher::Config::default())
+        let trial = Controller::new(trials, watcher::Config::default());
+        ctx.trial_stores
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, trial.store());
+        let trial = trial
             .owns(pod_api.clone(), pods.clone())
             .owns(probes.clone(), watcher::Config::default())
             .with_config(config.clone())

@@ -118,6 +118,25 @@ pub fn check_namespaces(given: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The Kubernetes client, counting every request it sends in `nasop_api_requests_total`.
+///
+/// # Errors
+/// The configuration cannot give a client (TLS or proxy settings).
+pub fn counting_client(config: kube::Config, metrics: Arc<Metrics>) -> Result<Client> {
+    let count =
+        tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+            metrics
+                .api_requests
+                .with_label_values(&[request.method().as_str()])
+                .inc();
+            request
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .context("building the Kubernetes client")?
+        .with_layer(&count)
+        .build())
+}
+
 fn identity(args: &OperatorArgs) -> String {
     args.identity.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -200,7 +219,7 @@ pub async fn run(args: OperatorArgs) -> Result<()> {
     )?;
     let url = config.cluster_url.to_string();
     tracing::info!(api_server = %url, "connecting");
-    let client = Client::try_from(config).context("building the Kubernetes client")?;
+    let client = counting_client(config, metrics.clone())?;
     let version = tokio::select! {
         v = client.apiserver_version() => {
             v.with_context(|| format!("the API server at {url} cannot be reached"))?
@@ -367,6 +386,10 @@ mod tests {
         metrics.probe_pending("pixel", "LatencyProbe/nas/b", true);
         metrics.probe_pending("pixel", "LatencyProbe/nas/a", false);
         metrics.leader.set(1);
+        // The counting client counts a request as it leaves (here to a port nobody serves).
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = counting_client(config, metrics.clone()).unwrap();
+        assert!(client.apiserver_version().await.is_err());
         let health = Arc::new(Health {
             metrics,
             ready: AtomicBool::new(false),
@@ -394,6 +417,7 @@ mod tests {
             "nasop_policy_updates_total{namespace=\"nas\",search=\"cifar\"} 2",
             "nasop_probes_pending{device_class=\"pixel\"} 1",
             "nasop_leader 1",
+            "nasop_api_requests_total{method=\"GET\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing:\n{text}");
         }

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use rcgen::{
@@ -423,4 +426,67 @@ pub fn helm() -> Option<PathBuf> {
         Some(path)
     })
     .clone()
+}
+
+/// Applies `crds/*.yaml` and waits until each is Established.
+///
+/// # Panics
+/// When a CRD cannot be applied or is not Established within 30 s.
+pub async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for file in ["architecturesearches", "childtrials", "latencyprobes"] {
+        let text =
+            std::fs::read_to_string(workspace_root().join(format!("crds/{file}.yaml"))).unwrap();
+        let value: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        let crd: CustomResourceDefinition = serde_json::from_value(value).unwrap();
+        crds.patch(
+            crd.metadata.name.as_deref().unwrap(),
+            &PatchParams::apply("nasop-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+    }
+    let start = Instant::now();
+    loop {
+        let list = crds.list(&ListParams::default()).await.unwrap();
+        let established = list
+            .items
+            .iter()
+            .filter(|c| {
+                c.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.ends_with(".nasop.dev"))
+            })
+            .filter(|c| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    })
+            })
+            .count();
+        if established == 3 {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "CRDs not Established"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Creates namespace `name`.
+///
+/// # Panics
+/// When it cannot be created (e.g. it exists).
+pub async fn namespace(client: &Client, name: &str) {
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let obj: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    ns.create(&PostParams::default(), &obj).await.unwrap();
 }

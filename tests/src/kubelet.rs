@@ -311,3 +311,100 @@ async fn run_pod(pods: Api<Pod>, pod: Pod, config: KubeletConfig, faults: Arc<Mu
     )
     .await;
 }
+
+/// The validation accuracy a synthetic result reports for a genotype (`None`: 0.1).
+pub type Accuracy = Arc<dyn Fn(&nasop_crds::Genotype) -> Option<f64> + Send + Sync>;
+
+/// An instant fake kubelet for scale benchmarks: every new trainer pod finishes at once
+/// (phase Succeeded, without binding or running anything) with a synthetic result whose
+/// validation accuracy is `accuracy(genotype)` (e.g. the NAS-Bench-201 table's), or 0.1
+/// when it gives none. One status patch per pod.
+pub struct InstantKubelet {
+    task: tokio::task::JoinHandle<()>,
+    /// Pods finished so far.
+    pub finished: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for InstantKubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl InstantKubelet {
+    /// Starts watching the trainer pods of `namespace`.
+    pub fn start(client: Client, namespace: &str, accuracy: Accuracy) -> Self {
+        let pods: Api<Pod> = Api::namespaced(client, namespace);
+        let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let done = finished.clone();
+        let task = tokio::spawn(async move {
+            let mut seen: HashSet<String> = HashSet::new();
+            let stream = watcher(
+                pods.clone(),
+                watcher::Config::default().labels("nasop.dev/role=trainer"),
+            );
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                let pod = match event {
+                    Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
+                    _ => continue,
+                };
+                let n = name(&pod);
+                let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+                if pod.metadata.deletion_timestamp.is_some()
+                    || phase.is_some() && phase.as_deref() != Some("Pending")
+                    || !seen.insert(n.clone())
+                {
+                    continue;
+                }
+                let (pods, accuracy, done) = (pods.clone(), accuracy.clone(), done.clone());
+                tokio::spawn(async move {
+                    let container = pod.spec.as_ref().unwrap().containers[0].clone();
+                    let args = container.args.clone().unwrap_or_default();
+                    let genotype: nasop_crds::Genotype = args
+                        .iter()
+                        .position(|a| a == "--genotype")
+                        .and_then(|i| args.get(i + 1))
+                        .and_then(|g| g.parse().ok())
+                        .expect("a trainer pod names its genotype");
+                    let report = nasop_crds::result::TrainReport {
+                        genotype_hash: genotype.hash().as_str().to_string(),
+                        space: genotype.kind(),
+                        device: "cpu".into(),
+                        seed: 0,
+                        params: 1000,
+                        macs: 100_000,
+                        validation_accuracy: accuracy(&genotype).unwrap_or(0.1),
+                        validation_loss: 1.0,
+                        test_accuracy: None,
+                        final_train_loss: 1.0,
+                        epochs: 1,
+                        steps: 1,
+                        batch_size: 1,
+                        train_examples: 1,
+                        validation_examples: 1,
+                        wall_seconds: 1.0,
+                        train_seconds: 1.0,
+                        samples_per_second: 1.0,
+                        learning_curve: Vec::new(),
+                    };
+                    let message =
+                        nasop_crds::result::TrainResult::succeeded(report).termination_message();
+                    let at = now();
+                    patch_status(
+                        &pods,
+                        &n,
+                        json!({"phase": "Succeeded", "startTime": at, "containerStatuses": [{
+                            "name": container.name, "image": container.image, "imageID": "",
+                            "ready": false, "restartCount": 0, "started": false,
+                            "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                                "message": message, "startedAt": at, "finishedAt": at}}}]}),
+                    )
+                    .await;
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+        });
+        Self { task, finished }
+    }
+}

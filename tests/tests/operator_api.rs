@@ -14,7 +14,7 @@ use kube::Client;
 use nasop::metrics::Metrics;
 use nasop::runtime::{self, Context, Scope};
 use nasop_crds::api::{ArchitectureSearch, ChildTrial, LatencyProbe, SearchPhase, TrialPhase};
-use nasop_tests::apiserver::ApiServer;
+use nasop_tests::apiserver::{install_crds, namespace, ApiServer};
 use nasop_tests::kubelet::{Kubelet, KubeletConfig};
 use nasop_tests::workspace_root;
 
@@ -46,62 +46,6 @@ fn trainer() -> PathBuf {
 
 async fn start_server() -> Option<ApiServer> {
     tokio::task::spawn_blocking(ApiServer::start).await.unwrap()
-}
-
-/// Applies `crds/*.yaml` and waits until each is Established.
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for file in ["architecturesearches", "childtrials", "latencyprobes"] {
-        let text =
-            std::fs::read_to_string(workspace_root().join(format!("crds/{file}.yaml"))).unwrap();
-        let value: serde_json::Value = serde_yaml::from_str(&text).unwrap();
-        let crd: CustomResourceDefinition = serde_json::from_value(value).unwrap();
-        crds.patch(
-            crd.metadata.name.as_deref().unwrap(),
-            &PatchParams::apply("nasop-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
-    let start = Instant::now();
-    loop {
-        let list = crds.list(&ListParams::default()).await.unwrap();
-        let established = list
-            .items
-            .iter()
-            .filter(|c| {
-                c.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.ends_with(".nasop.dev"))
-            })
-            .filter(|c| {
-                c.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c.type_ == "Established" && c.status == "True")
-                    })
-            })
-            .count();
-        if established == 3 {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "CRDs not Established"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn namespace(client: &Client, name: &str) {
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let obj: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
-    ns.create(&PostParams::default(), &obj).await.unwrap();
 }
 
 struct Operator {

@@ -645,3 +645,60 @@ fn probe_loads_trained_weights_and_rejects_bad_input() {
         matches!(parsed.outcome, ProbeOutcome::Failed(f) if f.message.starts_with("invalid value 'many' for '--repeats"))
     );
 }
+
+#[test]
+fn corrupt_data_and_real_out_of_memory_give_their_own_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    // A training-images file cut in half (a broken download): DataError, exit 2.
+    let data = dir.path().join("fmnist");
+    std::fs::create_dir(&data).unwrap();
+    for f in std::fs::read_dir(fashion()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, data.join(f.file_name().unwrap())).unwrap();
+    }
+    let images = data.join("train-images-idx3-ubyte.gz");
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, reason, message) = failure(
+        &[
+            "train",
+            "-g",
+            "nb201-optimum",
+            "--dataset-format",
+            "fashion-mnist",
+            "--data",
+            data.to_str().unwrap(),
+            "--max-steps",
+            "1",
+        ],
+        dir.path(),
+    );
+    assert_eq!((code, reason), (2, FailureReason::DataError), "{message}");
+    assert!(message.contains("train-images-idx3-ubyte.gz"), "{message}");
+
+    // Out of memory for real: a 4 GB address-space limit (ulimit -v) and a batch whose
+    // activations need more. libtorch's allocator fails; OutOfMemory, exit 3.
+    let log = dir.path().join("oom-log");
+    let trainer = env!("CARGO_BIN_EXE_nasop-trainer");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 4000000 && exec {trainer} train -g nb201-optimum --dataset-format fashion-mnist \
+             --data {} --train-examples 2048 --batch-size 2048 --filters 64 --max-steps 1 \
+             --threads 1 --termination-log {}",
+            fashion().display(),
+            log.display()
+        ))
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let TrainOutcome::Failed(f) = TrainResult::parse(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)))
+        .outcome
+    else {
+        panic!("trained under 4 GB: {text}")
+    };
+    assert_eq!(out.status.code(), Some(3), "{}", f.message);
+    assert_eq!(f.reason, FailureReason::OutOfMemory);
+    assert!(f.message.contains("can't allocate memory"), "{}", f.message);
+}

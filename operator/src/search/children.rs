@@ -145,9 +145,9 @@ pub fn gpus_per_trial(search: &ArchitectureSearch) -> f64 {
 }
 
 /// GPU-seconds consumed by finished trials: training seconds times GPUs per trial.
-pub fn gpu_seconds(children: &[ChildTrial], gpus: f64) -> f64 {
+pub fn gpu_seconds<'a>(children: impl IntoIterator<Item = &'a ChildTrial>, gpus: f64) -> f64 {
     children
-        .iter()
+        .into_iter()
         .filter_map(|c| c.status.as_ref())
         .filter_map(|s| s.metrics.as_ref())
         .filter_map(|m| m.train_seconds)

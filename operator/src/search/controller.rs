@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
@@ -38,6 +39,9 @@ pub const CONTROLLER: &str = "architecturesearch";
 /// How often a running search is looked at without a change (trial changes trigger
 /// reconciles at once; this catches the deadline).
 pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// ChildTrials created at once by one reconcile.
+pub const CREATE_CONCURRENCY: usize = 16;
 
 /// Reason of a search whose policy state is unreadable or missing while trials exist.
 pub const REASON_POLICY_STATE: &str = "PolicyStateInvalid";
@@ -72,15 +76,30 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
 
     // Read: the policy state and this search's ChildTrials (owned by this uid: a deleted
     // search's trials may linger until garbage collection).
+    // The ConfigMaps' metadata only (names, annotations, owners, resourceVersions): their data
+    // is read only when the policy cached from the last reconcile is stale. The trials come
+    // from the ChildTrial controller's cache when there is one.
     let selector = format!("{}={name}", labels::SEARCH);
     let maps: Vec<ConfigMap> = config_maps
-        .list(&ListParams::default().labels(&selector))
+        .list_metadata(&ListParams::default().labels(&selector))
         .await?
-        .items;
-    let children: Vec<ChildTrial> = trials
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
+        .items
+        .into_iter()
+        .map(|m| ConfigMap {
+            metadata: m.metadata,
+            ..ConfigMap::default()
+        })
+        .collect();
+    let children: Vec<Arc<ChildTrial>> = match ctx.cached_trials(&namespace, &name).await {
+        Some(cached) => cached,
+        None => trials
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
+    };
     // Objects of a deleted search of the same name wait for garbage collection: do not read
     // or overwrite them.
     let foreign = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
@@ -104,11 +123,22 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         .await;
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    let has_head = maps
+    let head_version = maps
         .iter()
-        .any(|m| m.metadata.name.as_deref() == Some(head_name(&name).as_str()));
-    let strategy = if has_head {
-        match from_config_maps(&name, &maps)
+        .find(|m| m.metadata.name.as_deref() == Some(head_name(&name).as_str()))
+        .map(|m| m.metadata.resource_version.clone().unwrap_or_default());
+    let has_head = head_version.is_some();
+    let cached = head_version
+        .as_deref()
+        .and_then(|v| ctx.take_policy(&uid, v));
+    let strategy = if let Some(strategy) = cached {
+        strategy
+    } else if has_head {
+        let full: Vec<ConfigMap> = config_maps
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items;
+        match from_config_maps(&name, &full)
             .map_err(|e| e.to_string())
             .and_then(|bytes| {
                 strategy::restore(&space, &search.spec.strategy, &bytes).map_err(|e| e.to_string())
@@ -135,11 +165,11 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     let updates_before = strategy.counts().updates;
 
     // Resume: results the strategy has not seen are told now, once each, in id order.
-    let records = children.iter().map(record_of).collect();
+    let records = children.iter().map(|c| record_of(c)).collect();
     let resumed = resume(&search.spec, &space, strategy, records)?;
     let mut core = resumed.search;
     let gpus = gpus_per_trial(&search);
-    let gpu_used = gpu_seconds(&children, gpus);
+    let gpu_used = gpu_seconds(children.iter().map(|c| c.as_ref()), gpus);
     let spent = budget_spent(&search, gpu_used, &now);
     if spent.is_some() {
         core.stop();
@@ -152,6 +182,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
 
     // Save the state before creating the children it names.
     let changed = !has_head || !resumed.told.is_empty() || !launched.is_empty();
+    let mut saved_version = head_version.clone();
     if changed {
         let owner = search
             .controller_owner_ref(&())
@@ -173,10 +204,14 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
                 match read.and_then(|m| m.metadata.resource_version.clone()) {
                     Some(version) => {
                         map.metadata.resource_version = Some(version);
-                        apply(&config_maps, &map).await?;
+                        saved_version = apply(&config_maps, &map).await?.metadata.resource_version;
                     }
                     None => {
-                        config_maps.create(&post, &map).await?;
+                        saved_version = config_maps
+                            .create(&post, &map)
+                            .await?
+                            .metadata
+                            .resource_version;
                     }
                 }
             } else if read.is_none() {
@@ -197,12 +232,25 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             }
         }
     }
-    let mut created = Vec::new();
-    for p in resumed.missing.iter().chain(&launched) {
-        let child = child_trial(&search, p).map_err(Error::Missing)?;
-        apply(&trials, &child).await?;
-        created.push(child.name_any());
-    }
+    // Up to CREATE_CONCURRENCY at once (a search of parallelism 450 starts 450 children in
+    // its first reconcile); the state naming them is saved, so their order does not matter.
+    let new_children = resumed
+        .missing
+        .iter()
+        .chain(&launched)
+        .map(|p| child_trial(&search, p).map_err(Error::Missing))
+        .collect::<Result<Vec<_>>>()?;
+    let creations = new_children.iter().cloned().map(|child| {
+        let trials = trials.clone();
+        async move { apply(&trials, &child).await }
+    });
+    futures::stream::iter(creations)
+        .buffered(CREATE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    let created: Vec<String> = new_children.iter().map(|c| c.name_any()).collect();
 
     // Status.
     let summary = core.summary(1);
@@ -325,6 +373,16 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     m.policy_updates
         .with_label_values(&labels)
         .inc_by(updates.saturating_sub(updates_before));
+    // The policy now equals the stored state at the head's resourceVersion: the next
+    // reconcile reuses it while the head stays at that version.
+    // A finished search needs it no more.
+    let finished = matches!(
+        status.phase,
+        Some(SearchPhase::Succeeded) | Some(SearchPhase::Failed)
+    );
+    if let (Some(version), false) = (saved_version, finished) {
+        ctx.keep_policy(&uid, version, core.into_strategy());
+    }
     ctx.succeeded(&key(search.as_ref()));
     Ok(match status.phase {
         Some(SearchPhase::Succeeded) | Some(SearchPhase::Failed) => Action::await_change(),

@@ -176,8 +176,10 @@ async fn finished_trials_are_consumed_once_and_the_budget_ends_the_search() {
     let saved_in = saved.clone();
     let (action, metrics) = reconciled_with_metrics(s.clone(), move |mut api, object| {
         Box::pin(async move {
-            api.expect_list(MAPS, SELECTOR, m1).await;
+            // The ConfigMaps' metadata, the trials, then (no cached policy) their data.
+            api.expect_list(MAPS, SELECTOR, m1.clone()).await;
             api.expect_list(TRIALS, SELECTOR, c1).await;
+            api.expect_list(MAPS, SELECTOR, m1).await;
             // Both results told: the new state (one part: the head) is written.
             let head = config_map(&api.expect_apply(&format!("{MAPS}/cifar-policy?")).await);
             assert_eq!(
@@ -232,9 +234,10 @@ async fn finished_trials_are_consumed_once_and_the_budget_ends_the_search() {
     done.status = None;
     reconciled(done, move |mut api, object| {
         Box::pin(async move {
-            api.expect_list(MAPS, SELECTOR, vec![serde_json::to_value(&head).unwrap()])
-                .await;
+            let maps = vec![serde_json::to_value(&head).unwrap()];
+            api.expect_list(MAPS, SELECTOR, maps.clone()).await;
             api.expect_list(TRIALS, SELECTOR, children).await;
+            api.expect_list(MAPS, SELECTOR, maps).await;
             let st = status_of(
                 &api.expect_status(&format!("{SEARCH}/status?"), &object)
                     .await,
@@ -266,8 +269,9 @@ async fn a_result_already_in_the_state_is_not_told_again_and_nothing_is_written(
         .collect();
     let action = reconciled(s, move |mut api, object| {
         Box::pin(async move {
-            api.expect_list(MAPS, SELECTOR, maps).await;
+            api.expect_list(MAPS, SELECTOR, maps.clone()).await;
             api.expect_list(TRIALS, SELECTOR, children).await;
+            api.expect_list(MAPS, SELECTOR, maps).await;
             // No ConfigMap write, no new trial: straight to the status.
             let st = status_of(
                 &api.expect_status(&format!("{SEARCH}/status?"), &object)
@@ -330,8 +334,9 @@ async fn an_untrustworthy_policy_state_starts_nothing() {
     head["metadata"]["annotations"]["nasop.dev/policy-sha256"] = json!("00");
     reconciled(s, move |mut api, object| {
         Box::pin(async move {
-            api.expect_list(MAPS, SELECTOR, vec![head]).await;
+            api.expect_list(MAPS, SELECTOR, vec![head.clone()]).await;
             api.expect_list(TRIALS, SELECTOR, children).await;
+            api.expect_list(MAPS, SELECTOR, vec![head]).await;
             let st = status_of(
                 &api.expect_status(&format!("{SEARCH}/status?"), &object)
                     .await,
@@ -348,4 +353,97 @@ async fn an_untrustworthy_policy_state_starts_nothing() {
         })
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_policy_saved_is_reused_until_another_writer_changes_the_head() {
+    let s = search("{maxTrials: 3, parallelism: 2}");
+    let (ctx, server) = mock::context();
+    let object = serde_json::to_value(&s).unwrap();
+    // First reconcile: a new search creates its head (the server answers resourceVersion 7)
+    // and two trials.
+    let created = std::sync::Arc::new(std::sync::Mutex::new((None, Vec::new())));
+    let keep = created.clone();
+    let first = {
+        let (ctx, s) = (ctx.clone(), s.clone());
+        async move { reconcile(Arc::new(s), ctx).await.unwrap() }
+    };
+    let server = {
+        let object = object.clone();
+        mock::run_keeping(first, async move {
+            let mut api = server;
+            api.expect_list(MAPS, SELECTOR, vec![]).await;
+            api.expect_list(TRIALS, SELECTOR, vec![]).await;
+            let head = api
+                .expect(
+                    "POST",
+                    &format!("{MAPS}?"),
+                    &["fieldManager=nasop-operator"],
+                    |s| {
+                        let mut body = s.body.clone();
+                        body["metadata"]["resourceVersion"] = json!("7");
+                        (201, body)
+                    },
+                )
+                .await;
+            let mut trials = Vec::new();
+            for i in 0..2 {
+                trials.push(
+                    api.expect_apply(&format!("{TRIALS}/cifar-0000{i}?"))
+                        .await
+                        .body,
+                );
+            }
+            api.expect_status(&format!("{SEARCH}/status?"), &object)
+                .await;
+            api.expect_event("nas", "TrialsCreated").await;
+            let mut head = head.body;
+            head["metadata"]["resourceVersion"] = json!("7");
+            *keep.lock().unwrap() = (Some(head), trials);
+            api
+        })
+        .await
+        .1
+    };
+    let (head, trials) = created.lock().unwrap().clone();
+    let head = head.unwrap();
+    // Second reconcile, head still at 7: the cached policy is used, so the ConfigMaps are
+    // listed once (metadata) and never read in full; nothing changed, nothing is written.
+    let second = {
+        let (ctx, s) = (ctx.clone(), s.clone());
+        async move { reconcile(Arc::new(s), ctx).await.unwrap() }
+    };
+    let server = {
+        let (head, trials) = (head.clone(), trials.clone());
+        let object = object.clone();
+        mock::run_keeping(second, async move {
+            let mut api = server;
+            api.expect_list(MAPS, SELECTOR, vec![head]).await;
+            api.expect_list(TRIALS, SELECTOR, trials).await;
+            api.expect_status(&format!("{SEARCH}/status?"), &object)
+                .await;
+            api
+        })
+        .await
+        .1
+    };
+    // Third, the head at 8 (another writer saved): the state is read in full again.
+    let mut moved = head;
+    moved["metadata"]["resourceVersion"] = json!("8");
+    let third = {
+        let ctx = ctx.clone();
+        async move { reconcile(Arc::new(s), ctx).await.unwrap() }
+    };
+    let server = mock::run_keeping(third, async move {
+        let mut api = server;
+        api.expect_list(MAPS, SELECTOR, vec![moved.clone()]).await;
+        api.expect_list(TRIALS, SELECTOR, trials).await;
+        api.expect_list(MAPS, SELECTOR, vec![moved]).await;
+        api.expect_status(&format!("{SEARCH}/status?"), &object)
+            .await;
+        api
+    })
+    .await
+    .1;
+    server.done();
 }

@@ -329,6 +329,12 @@ impl Search {
         self.strategy.as_ref()
     }
 
+    /// The strategy, to keep beyond this search value (the operator caches it between
+    /// reconciles).
+    pub fn into_strategy(self) -> Box<dyn Strategy> {
+        self.strategy
+    }
+
     /// Whether a latency objective is set.
     pub fn latency_objective(&self) -> Option<&LatencyObjective> {
         self.latency.as_ref()

@@ -49,3 +49,37 @@ fn without_a_dataset_volume_only_scratch_is_mounted() {
         Some("cifar-nb201-00042-train-1")
     );
 }
+
+#[test]
+fn every_trainer_pod_is_locked_down_whatever_the_template_holds() {
+    // The fixture asks for a GPU, tolerations, env and a dataset volume; none of it may loosen
+    // the pod: no service-account token, non-root, read-only root file system, no privilege
+    // escalation, every capability dropped, RuntimeDefault seccomp, no host namespaces.
+    for attempt in [1, 2, 5] {
+        let v = serde_json::to_value(trainer_pod(&fixture(), attempt).unwrap()).unwrap();
+        let spec = &v["spec"];
+        assert_eq!(spec["automountServiceAccountToken"], false);
+        assert_eq!(spec["enableServiceLinks"], false);
+        for host in ["hostNetwork", "hostPID", "hostIPC"] {
+            assert!(spec.get(host).is_none_or(|h| h == false), "{host}");
+        }
+        let pod_sc = &spec["securityContext"];
+        assert_eq!(pod_sc["runAsNonRoot"], true);
+        assert_eq!(pod_sc["runAsUser"], 65532);
+        assert_eq!(pod_sc["seccompProfile"]["type"], "RuntimeDefault");
+        assert_eq!(spec["containers"].as_array().unwrap().len(), 1);
+        let sc = &spec["containers"][0]["securityContext"];
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["runAsNonRoot"], true);
+        assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        assert!(sc["capabilities"].get("add").is_none());
+        assert!(sc.get("privileged").is_none_or(|p| p == false));
+        // Writable space is the scratch emptyDir only; the dataset is mounted read-only.
+        for m in spec["containers"][0]["volumeMounts"].as_array().unwrap() {
+            if m["name"] != "scratch" {
+                assert_eq!(m["readOnly"], true, "{m}");
+            }
+        }
+    }
+}

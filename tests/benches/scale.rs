@@ -1,0 +1,314 @@
+//! `make bench-scale`: the operator (`nasop operator`, a separate process) runs searches of
+//! 1,000, 5,000 and 20,000 trials (NASNet searched 20,000 children) with parallelism 450
+//! against the real kube-apiserver and etcd, with an instant fake kubelet: each trainer pod
+//! finishes at once with a synthetic result whose accuracy is the NAS-Bench-201 table's
+//! (`../shared/data/nb201/nb201_cifar10.csv`, CIFAR-10 validation accuracy at 200 epochs).
+//!
+//! Prints, per size: trials per second (overall, and over the first and the last fifth of the
+//! trials, to show whether the cost per trial grows with the finished trials), the operator's
+//! peak resident memory, the p50/p99 reconcile time of each controller (from its
+//! `nasop_reconcile_duration_seconds` histogram), API requests per trial (from
+//! `nasop_api_requests_total`) and the largest ArchitectureSearch status seen.
+//!
+//! Goals (issue 10): 20,000 trials complete; peak memory under 256 MiB; reconcile p99 under
+//! 100 ms; no per-trial cost growing with the finished trials; status under 64 KiB.
+//!
+//! Usage: `cargo bench -p nasop-tests --bench scale -- [TRIALS...] [--algorithm A]
+//! [--parallelism P]` (defaults: 1000 5000 20000, PPO, 450).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, PostParams};
+use nasop::bench_search::Table;
+use nasop_crds::api::{ArchitectureSearch, SearchPhase};
+use nasop_tests::apiserver::{free_port, install_crds, namespace, ApiServer};
+use nasop_tests::kubelet::InstantKubelet;
+use nasop_tests::{shared_data_dir, workspace_root};
+
+/// The `nasop` binary of this profile (built when missing).
+fn nasop_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let path = dir.join("nasop");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-q", "--release", "-p", "nasop", "--bin", "nasop"])
+        .current_dir(workspace_root())
+        .status()
+        .unwrap();
+    assert!(status.success() && path.is_file(), "{}", path.display());
+    path
+}
+
+/// `GET /metrics` of the operator.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
+/// Sum of the samples of `metric` whose labels contain `filter`.
+fn sum(text: &str, metric: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
+        .filter(|l| l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Quantile `q` of a Prometheus histogram (linear within a bucket, as PromQL's
+/// histogram_quantile), for the series whose labels contain `filter`; seconds.
+fn quantile(text: &str, metric: &str, filter: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{metric}_bucket{{");
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(filter))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for (le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            return Some(lower + (le - lower) * (rank - below) / (count - below).max(1e-9));
+        }
+        (lower, below) = (le, count);
+    }
+    None
+}
+
+/// Resident memory of `pid`: (current, peak) in MiB, from /proc.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+struct Row {
+    trials: i64,
+    seconds: f64,
+    first_fifth: f64,
+    last_fifth: f64,
+    peak_mib: f64,
+    p50_p99: BTreeMap<&'static str, (f64, f64)>,
+    requests_per_trial: f64,
+    status_bytes: usize,
+    outcome: String,
+}
+
+async fn run(n: i64, algorithm: &str, parallelism: i64, table: Arc<Table>) -> Row {
+    let server = tokio::task::spawn_blocking(ApiServer::start)
+        .await
+        .unwrap()
+        .expect("the bench needs Go to build kube-apiserver");
+    let client = server.client().await;
+    install_crds(&client).await;
+    namespace(&client, "scale").await;
+    let port = free_port();
+    let log = std::fs::File::create(format!("/tmp/nasop-bench-scale-{n}.log")).unwrap();
+    let mut operator = std::process::Command::new(nasop_binary())
+        .args([
+            "operator",
+            "--namespace",
+            "scale",
+            "--leader-election",
+            "false",
+        ])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .args(["--log", "warn", "--log-format", "json"])
+        .env("KUBECONFIG", &server.kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let accuracy = {
+        let table = table.clone();
+        Arc::new(move |g: &nasop_crds::Genotype| {
+            table.entries.get(&g.hash()).map(|e| e.signal / 100.0)
+        })
+    };
+    let kubelet = InstantKubelet::start(client.clone(), "scale", accuracy);
+    let manifest = format!(
+        "apiVersion: nasop.dev/v1alpha1
+kind: ArchitectureSearch
+metadata: {{name: scale}}
+spec:
+  searchSpace: {{nb201: {{}}}}
+  strategy: {{algorithm: {algorithm}, seed: 1, dedupe: false}}
+  budget: {{maxTrials: {n}, parallelism: {parallelism}, maxFailedTrials: {n}}}
+  trial:
+    image: nasop-trainer:bench
+    dataset: {{format: CIFAR10, path: /data/cifar10}}
+    epochs: 1
+"
+    );
+    let value: serde_json::Value = serde_yaml::from_str(&manifest).unwrap();
+    let search: ArchitectureSearch = serde_json::from_value(value).unwrap();
+    let searches: Api<ArchitectureSearch> = Api::namespaced(client.clone(), "scale");
+    let start = Instant::now();
+    searches
+        .create(&PostParams::default(), &search)
+        .await
+        .unwrap();
+    let (mut first_fifth, mut last_fifth_start) = (None, None);
+    let mut status_bytes = 0;
+    let outcome;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let s = searches.get("scale").await.unwrap();
+        let status = s.status.clone().unwrap_or_default();
+        status_bytes = status_bytes.max(serde_json::to_vec(&status).unwrap().len());
+        let finished = i64::from(status.trials.succeeded + status.trials.failed);
+        let t = start.elapsed().as_secs_f64();
+        if first_fifth.is_none() && finished >= n / 5 {
+            first_fifth = Some(t);
+        }
+        if last_fifth_start.is_none() && finished >= n - n / 5 {
+            last_fifth_start = Some(t);
+        }
+        let (rss, _) = memory_mib(operator.id());
+        eprint!(
+            "\r{n} trials: {t:6.0} s, {finished:6} finished, {} pods done, operator {rss:5.0} MiB",
+            kubelet.finished.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        match status.phase {
+            Some(SearchPhase::Succeeded) | Some(SearchPhase::Failed) => {
+                outcome = format!("{:?} {finished}/{n}", status.phase.unwrap());
+                break;
+            }
+            _ => {}
+        }
+        if t > 3.0 * 3600.0 {
+            outcome = format!("stopped after 3 h at {finished}/{n}");
+            break;
+        }
+    }
+    eprintln!();
+    let seconds = start.elapsed().as_secs_f64();
+    let text = scrape(port);
+    let (_, peak_mib) = memory_mib(operator.id());
+    let mut p50_p99 = BTreeMap::new();
+    for controller in ["architecturesearch", "childtrial"] {
+        let filter = format!("controller=\"{controller}\"");
+        let metric = "nasop_reconcile_duration_seconds";
+        p50_p99.insert(
+            controller,
+            (
+                quantile(&text, metric, &filter, 0.5).unwrap_or(f64::NAN) * 1000.0,
+                quantile(&text, metric, &filter, 0.99).unwrap_or(f64::NAN) * 1000.0,
+            ),
+        );
+    }
+    let requests = sum(&text, "nasop_api_requests_total", "");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &operator.id().to_string()])
+        .status();
+    let _ = operator.wait();
+    let fifth = (n / 5) as f64;
+    Row {
+        trials: n,
+        seconds,
+        first_fifth: fifth / first_fifth.unwrap_or(f64::NAN),
+        last_fifth: fifth / (seconds - last_fifth_start.unwrap_or(f64::NAN)),
+        peak_mib,
+        p50_p99,
+        requests_per_trial: requests / n as f64,
+        status_bytes,
+        outcome,
+    }
+}
+
+fn main() {
+    let mut sizes: Vec<i64> = Vec::new();
+    let mut algorithm = "PPO".to_string();
+    let mut parallelism = 450;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--algorithm" => algorithm = args.next().expect("--algorithm NAME"),
+            "--parallelism" => {
+                parallelism = args
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("--parallelism N")
+            }
+            "--bench" => {}
+            other => sizes.push(other.parse().unwrap_or_else(|_| {
+                panic!("{other:?}: expected a number of trials, --algorithm or --parallelism")
+            })),
+        }
+    }
+    if sizes.is_empty() {
+        sizes = vec![1000, 5000, 20000];
+    }
+    let table = Arc::new(
+        Table::read(
+            &shared_data_dir().join("nb201/nb201_cifar10.csv"),
+            "arch_str",
+            "c10valid_valid_200",
+            "c10_test_200",
+            None,
+        )
+        .unwrap(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for n in sizes {
+        let row = runtime.block_on(run(n, &algorithm, parallelism, table.clone()));
+        rows.push(row);
+    }
+    println!(
+        "\n{algorithm}, parallelism {parallelism}, instant fake kubelet, real kube-apiserver v1.34.4 + etcd v3.6.4\n"
+    );
+    println!(
+        "| trials | outcome | wall s | trials/s | first 1/5 | last 1/5 | peak MiB | search p50/p99 ms | trial p50/p99 ms | requests/trial | status bytes |"
+    );
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in &rows {
+        let (s50, s99) = r.p50_p99["architecturesearch"];
+        let (t50, t99) = r.p50_p99["childtrial"];
+        println!(
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {s50:.1}/{s99:.1} | {t50:.1}/{t99:.1} | {:.1} | {} |",
+            r.trials,
+            r.outcome,
+            r.seconds,
+            r.trials as f64 / r.seconds,
+            r.first_fifth,
+            r.last_fifth,
+            r.peak_mib,
+            r.requests_per_trial,
+            r.status_bytes
+        );
+    }
+}
