@@ -155,10 +155,12 @@ pub enum FailureReason {
     ProbeFailed,
     /// Operator-side: the pod was evicted, preempted or lost with its node too many times.
     Disrupted,
-    /// Operator-side: the container image cannot be pulled or the container cannot be created
-    /// (a bad image name at once; `ErrImagePull`, `ImagePullBackOff`, `CreateContainerError`
-    /// and the like past the pending deadline).
+    /// Operator-side: the container image cannot be pulled (a bad image reference at once;
+    /// `ErrImagePull`, `ImagePullBackOff` and the like past the pending deadline).
     ImagePullFailed,
+    /// Operator-side: the container cannot be created (`CreateContainerConfigError`, e.g. a
+    /// missing Secret key, or `CreateContainerError`) past the pending deadline.
+    ContainerCreateFailed,
     /// Operator-side: the pod stayed Pending (unscheduled, or its container not started) past
     /// `trial.pendingDeadlineSeconds`.
     PendingTimeout,
@@ -181,6 +183,7 @@ impl FailureReason {
             | Self::ProbeFailed
             | Self::Disrupted
             | Self::ImagePullFailed
+            | Self::ContainerCreateFailed
             | Self::PendingTimeout => 1,
         }
     }
@@ -208,7 +211,7 @@ impl FailureReason {
     }
 
     /// Every reason, in declaration order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::InvalidInput,
         Self::DataError,
         Self::OutOfMemory,
@@ -221,6 +224,7 @@ impl FailureReason {
         Self::ProbeFailed,
         Self::Disrupted,
         Self::ImagePullFailed,
+        Self::ContainerCreateFailed,
         Self::PendingTimeout,
     ];
 
@@ -239,6 +243,7 @@ impl FailureReason {
             Self::ProbeFailed => "ProbeFailed",
             Self::Disrupted => "Disrupted",
             Self::ImagePullFailed => "ImagePullFailed",
+            Self::ContainerCreateFailed => "ContainerCreateFailed",
             Self::PendingTimeout => "PendingTimeout",
         }
     }

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
     ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext, Volume,
     VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use nasop_crds::result::FailureReason;
 
 /// The user and group trainer and probe containers run as (the images' non-root user).
@@ -147,15 +148,19 @@ pub const DISRUPTION_REASONS: [&str; 6] = [
     "Terminated",
 ];
 
-/// Container `waiting` reasons of an image or container-creation error that will not fix
-/// itself soon: the kubelet retries the pull with back-off (kubelet `images` package and
-/// Kubernetes "Images" documentation).
-pub const IMAGE_ERROR_REASONS: [&str; 8] = [
+/// Container `waiting` reasons of an image that cannot be pulled yet: the kubelet retries
+/// with back-off (Kubernetes "Images" documentation).
+pub const IMAGE_ERROR_REASONS: [&str; 5] = [
     "ErrImagePull",
     "ImagePullBackOff",
     "ErrImageInspect",
     "RegistryUnavailable",
     "SignatureValidationFailed",
+];
+
+/// Container `waiting` reasons of a container that cannot be created (e.g. an env
+/// `valueFrom` naming a missing Secret or ConfigMap key): retried by the kubelet.
+pub const CONTAINER_ERROR_REASONS: [&str; 3] = [
     "CreateContainerConfigError",
     "CreateContainerError",
     "PreCreateHookError",
@@ -165,17 +170,123 @@ pub const IMAGE_ERROR_REASONS: [&str; 8] = [
 /// or the pull policy `Never` names an image absent from the node.
 pub const BAD_IMAGE_REASONS: [&str; 2] = ["InvalidImageName", "ErrImageNeverPull"];
 
+/// Seconds an image or container-creation error may last when no pending deadline is set:
+/// twice the kubelet's longest image-pull back-off (300 s, Kubernetes "Images"
+/// documentation), so the pull is retried at least twice at that back-off.
+pub const IMAGE_ERROR_DEADLINE_SECONDS: i64 = 600;
+
 /// Why a Pending pod waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
-    /// Scheduled (or no condition yet), its container being created: normal.
+    /// Scheduled (or no condition yet), its container being created (image pulling): normal.
     Starting,
     /// Not scheduled (`PodScheduled` False): no node fits yet, e.g. all GPUs busy.
     Unscheduled,
-    /// An image or container-creation error ([`IMAGE_ERROR_REASONS`]).
+    /// The image cannot be pulled ([`IMAGE_ERROR_REASONS`]).
     ImageError,
+    /// The container cannot be created ([`CONTAINER_ERROR_REASONS`]).
+    ContainerError,
     /// A bad image reference ([`BAD_IMAGE_REASONS`]).
     BadImage,
+}
+
+/// What to do about a Pending pod.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PendingVerdict {
+    /// Keep waiting; look again after this many seconds at the latest (a deadline falls due).
+    WaitAtMost(u64),
+    /// Keep waiting without a deadline.
+    Wait,
+    /// Give up: the reason and a message naming the pod, the wait and the limit.
+    Fail(FailureReason, String),
+}
+
+/// The verdict on `pod` (its `role`: "trainer" or "probe"), Pending for `wait` with the
+/// kubelet's or scheduler's `message`, at `now`. A bad image fails at once; image and
+/// container errors fail after `deadline` (`deadline_field`, e.g.
+/// `trial.pendingDeadlineSeconds`; empty when none can be set) or, unset,
+/// [`IMAGE_ERROR_DEADLINE_SECONDS`], counted from
+/// when the pod was scheduled (a pod that queued for a GPU first is not blamed for that
+/// time); an unscheduled or not-yet-started pod fails only with a `deadline`, counted from
+/// its creation or its scheduling.
+pub fn pending_verdict(
+    pod: &Pod,
+    role: &str,
+    wait: Wait,
+    message: Option<String>,
+    deadline: Option<i64>,
+    deadline_field: &str,
+    now: &Time,
+) -> PendingVerdict {
+    let created = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(now.0.as_second(), |t| t.0.as_second());
+    let scheduled = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "True")
+        })
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0.as_second());
+    let since = match wait {
+        Wait::Unscheduled => created,
+        _ => scheduled.unwrap_or(created),
+    };
+    let waited = (now.0.as_second() - since).max(0);
+    let limit = match wait {
+        Wait::BadImage => 0,
+        Wait::ImageError | Wait::ContainerError => deadline.unwrap_or(IMAGE_ERROR_DEADLINE_SECONDS),
+        Wait::Unscheduled | Wait::Starting => match deadline {
+            Some(d) => d,
+            None => return PendingVerdict::Wait,
+        },
+    };
+    if waited < limit {
+        return PendingVerdict::WaitAtMost((limit - waited) as u64);
+    }
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let (reason, what) = match wait {
+        Wait::BadImage => (
+            FailureReason::ImagePullFailed,
+            "has an image reference no retry can fix".to_string(),
+        ),
+        Wait::ImageError => (
+            FailureReason::ImagePullFailed,
+            format!("could not pull its image for {waited} s after it was scheduled"),
+        ),
+        Wait::ContainerError => (
+            FailureReason::ContainerCreateFailed,
+            format!("could not create its container for {waited} s after it was scheduled"),
+        ),
+        Wait::Unscheduled => (
+            FailureReason::PendingTimeout,
+            format!("stayed unscheduled for {waited} s"),
+        ),
+        Wait::Starting => (
+            FailureReason::PendingTimeout,
+            format!("did not start for {waited} s after it was scheduled"),
+        ),
+    };
+    let limit_text = match (wait, deadline) {
+        (Wait::BadImage, _) => String::new(),
+        (_, Some(d)) => format!(" ({deadline_field} is {d})"),
+        (_, None) if deadline_field.is_empty() => {
+            format!(" (the limit for image and container errors is {IMAGE_ERROR_DEADLINE_SECONDS} s)")
+        }
+        (_, None) => format!(
+            " (the limit for image and container errors is {IMAGE_ERROR_DEADLINE_SECONDS} s by default; {deadline_field} sets it)"
+        ),
+    };
+    let detail = message.unwrap_or_else(|| "no reason reported".into());
+    PendingVerdict::Fail(
+        reason,
+        format!("the {role} pod {name} {what}{limit_text}: {detail}"),
+    )
 }
 
 /// How a trainer or probe Pod stands.
@@ -301,6 +412,8 @@ pub fn pod_state(
                 Wait::BadImage
             } else if IMAGE_ERROR_REASONS.contains(&wait_reason) {
                 Wait::ImageError
+            } else if CONTAINER_ERROR_REASONS.contains(&wait_reason) {
+                Wait::ContainerError
             } else if unschedulable.is_some() {
                 Wait::Unscheduled
             } else {
@@ -349,7 +462,7 @@ mod tests {
             ("ContainerCreating", Wait::Starting),
             ("ErrImagePull", Wait::ImageError),
             ("ImagePullBackOff", Wait::ImageError),
-            ("CreateContainerConfigError", Wait::ImageError),
+            ("CreateContainerConfigError", Wait::ContainerError),
             ("InvalidImageName", Wait::BadImage),
             ("ErrImageNeverPull", Wait::BadImage),
         ] {

@@ -241,6 +241,17 @@ impl ApiServer {
         Client::try_from(config).unwrap()
     }
 
+    /// Stops etcd for `down`, then starts it again on the same port and data: kube-apiserver
+    /// stays up and answers errors meanwhile (its watches break and resume).
+    pub fn pause_etcd(&mut self, down: Duration) {
+        if let Some(mut c) = self.etcd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        std::thread::sleep(down);
+        self.start_etcd();
+    }
+
     /// Stops kube-apiserver and starts it again on the same port (etcd keeps the data).
     pub fn restart_apiserver(&mut self) {
         if let Some(mut c) = self.apiserver.take() {

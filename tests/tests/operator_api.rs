@@ -713,7 +713,7 @@ async fn the_real_api_server_accepts_the_examples_and_rejects_bad_manifests_by_f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_operator_survives_an_api_server_restart() {
+async fn the_operator_survives_an_api_server_restart_and_an_etcd_outage() {
     let Some(mut server) = start_server().await else {
         return;
     };
@@ -740,10 +740,25 @@ async fn the_operator_survives_an_api_server_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::task::block_in_place(|| server.restart_apiserver());
+    // Then etcd gone for 5 s once a trial has a result: requests fail, watches break.
+    let start = Instant::now();
+    while !trials
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .any(|t| t.status.as_ref().and_then(|s| s.phase) == Some(TrialPhase::Succeeded))
+    {
+        assert!(start.elapsed() < Duration::from_secs(120));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::task::block_in_place(|| server.pause_etcd(Duration::from_secs(5)));
     let done = wait_phase(&searches, "survivor", Duration::from_secs(300)).await;
     let st = done.status.unwrap();
     assert_eq!(st.phase, Some(SearchPhase::Succeeded));
     assert_eq!((st.trials.succeeded, st.trials.total), (4, 4));
+    assert_eq!(st.policy.unwrap().trials_consumed, 4);
     operator.kill();
 }
 

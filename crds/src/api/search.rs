@@ -414,12 +414,13 @@ pub struct TrialTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
-    /// Seconds a trainer pod may stay Pending before the trial fails: unscheduled or not
-    /// started past it, reason `PendingTimeout`; an image that cannot be pulled (or a
-    /// container that cannot be created) past it, reason `ImagePullFailed`. Unset: image
-    /// errors fail after 600 s (twice the kubelet's longest image-pull back-off, 300 s,
-    /// Kubernetes "Images" documentation) and scheduling waits without limit (pods waiting
-    /// for a free GPU is how trials queue). A bad image name fails at once.
+    /// Seconds a trainer pod may stay Pending before the trial fails: unscheduled (counted
+    /// from creation) or not started (from scheduling) past it, reason `PendingTimeout`; an
+    /// image that cannot be pulled, reason `ImagePullFailed`, or a container that cannot be
+    /// created, reason `ContainerCreateFailed`, past it (from scheduling). Unset: image and
+    /// container errors fail after 600 s (twice the kubelet's longest image-pull back-off,
+    /// 300 s, Kubernetes "Images" documentation) and scheduling waits without limit (pods
+    /// waiting for a free GPU is how trials queue). A bad image reference fails at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub pending_deadline_seconds: Option<i64>,

@@ -117,10 +117,13 @@ pub async fn reconcile(probe: Arc<LatencyProbe>, ctx: Arc<Context>) -> Result<Ac
     );
     ctx.publish(probe.as_ref(), "Reconcile", &plan.notes).await;
     ctx.succeeded(&object_key);
+    let resync = crate::trial::controller::RESYNC;
     Ok(if plan.wait {
         Action::requeue(WAIT)
+    } else if let Some(s) = plan.requeue_after {
+        Action::requeue(Duration::from_secs(s.max(1)).min(resync))
     } else {
-        Action::requeue(crate::trial::controller::RESYNC)
+        Action::requeue(resync)
     })
 }
 

@@ -14,7 +14,7 @@ use nasop_crds::result::{FailureReason, ProbeOutcome, ProbeResult};
 use sha2::{Digest, Sha256};
 
 use super::pod::pod_name;
-use crate::pods::{pod_state, PodState};
+use crate::pods::{pending_verdict, pod_state, PendingVerdict, PodState};
 use crate::trial::plan::{Note, MAX_DISRUPTIONS};
 
 /// Probe attempts that failed on their own (retryable reasons) before the probe fails.
@@ -34,6 +34,9 @@ pub struct ProbePlan {
     pub wait: bool,
     /// Events to record.
     pub notes: Vec<Note>,
+    /// Reconcile again after this many seconds at the latest (an image-error deadline falls
+    /// due then).
+    pub requeue_after: Option<u64>,
 }
 
 /// The failure inside a probe's termination message, if it holds a failure document.
@@ -90,6 +93,7 @@ pub fn plan(
         delete_pods: false,
         wait: false,
         notes: Vec::new(),
+        requeue_after: None,
     };
     if finished(probe) {
         // Finished: clean the pods once, then drop the pod name from the status.
@@ -154,9 +158,18 @@ pub fn plan(
         Some(p) => pod_state(p, probe_failure_of),
     };
     match state {
-        PodState::Pending(_, message) => {
+        PodState::Pending(wait, message) => {
             status.phase = Some(ProbePhase::Pending);
-            status.message = message;
+            status.message = message.clone();
+            // Image and container errors end the probe (and so the trial, ProbeFailed); waiting
+            // for a free device node has no limit (probes of a class queue for its nodes).
+            match pod.map(|p| pending_verdict(p, "probe", wait, message, None, "", now)) {
+                Some(PendingVerdict::Fail(reason, message)) => {
+                    fail(&mut status, reason, message, now, &mut out)
+                }
+                Some(PendingVerdict::WaitAtMost(s)) => out.requeue_after = Some(s),
+                Some(PendingVerdict::Wait) | None => {}
+            }
         }
         PodState::Running => {
             status.phase = Some(ProbePhase::Running);
@@ -285,6 +298,7 @@ mod tests {
     use super::*;
     use crate::testing::{latency_trial, now, pod, probe_success};
     use crate::trial::plan::latency_probe;
+    use k8s_openapi::api::core::v1::Pod;
 
     fn probe(name: &str, created: &str) -> LatencyProbe {
         let mut p = latency_probe(&latency_trial(2.0)).unwrap();
@@ -396,5 +410,54 @@ mod tests {
                 .as_deref(),
             Some("InvalidInput")
         );
+    }
+
+    #[test]
+    fn a_probe_image_that_cannot_be_pulled_fails_the_probe_instead_of_waiting_forever() {
+        let mut p = probe("a-probe", "2026-11-29T10:00:00Z");
+        p.status = Some(LatencyProbeStatus {
+            phase: Some(ProbePhase::Pending),
+            attempts: 1,
+            pod_name: Some("a-probe-1".into()),
+            ..LatencyProbeStatus::default()
+        });
+        let waiting = |reason: &str, created: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "a-probe-1", "creationTimestamp": created},
+                "status": {"phase": "Pending", "containerStatuses": [{"name": "probe",
+                    "image": "reg/typo:1", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"waiting": {"reason": reason, "message": "m"}}}]}}))
+            .unwrap()
+        };
+        // now() is 12:00: pulling has failed for 10 minutes, the default limit.
+        let failed = plan(
+            &p,
+            Some(&waiting("ImagePullBackOff", "2026-11-29T11:50:00Z")),
+            &[],
+            &now(),
+        );
+        assert_eq!(failed.status.phase, Some(ProbePhase::Failed));
+        assert_eq!(failed.status.reason.as_deref(), Some("ImagePullFailed"));
+        assert_eq!(
+            failed.status.message.as_deref(),
+            Some("the probe pod a-probe-1 could not pull its image for 600 s after it was scheduled (the limit for image and container errors is 600 s): ImagePullBackOff: m")
+        );
+        let early = plan(
+            &p,
+            Some(&waiting("ErrImagePull", "2026-11-29T11:59:00Z")),
+            &[],
+            &now(),
+        );
+        assert_eq!(
+            (early.status.phase, early.requeue_after),
+            (Some(ProbePhase::Pending), Some(540))
+        );
+        let bad = plan(
+            &p,
+            Some(&waiting("InvalidImageName", "2026-11-29T11:59:59Z")),
+            &[],
+            &now(),
+        );
+        assert_eq!(bad.status.reason.as_deref(), Some("ImagePullFailed"));
     }
 }

@@ -17,7 +17,7 @@ use nasop_crds::reward::reward;
 
 use super::pod::pod_name;
 use crate::commands::probe_input;
-use crate::pods::{pod_state, PodState, Wait};
+use crate::pods::{pending_verdict, pod_state, PendingVerdict, PodState};
 
 /// Disrupted attempts (evictions, preemptions, lost nodes) after which a trial fails with
 /// [`FailureReason::Disrupted`]: a bound on retries that are not the trial's fault.
@@ -52,11 +52,6 @@ pub struct TrialPlan {
     /// then, and no pod event may come before it).
     pub requeue_after: Option<u64>,
 }
-
-/// Seconds an image or container-creation error may last when `trial.pendingDeadlineSeconds`
-/// is unset: twice the kubelet's longest image-pull back-off (300 s, Kubernetes "Images"
-/// documentation), so the pull is retried at least twice at that back-off.
-pub const IMAGE_ERROR_DEADLINE_SECONDS: i64 = 600;
 
 /// The name of a trial's latency probe.
 pub fn probe_name(trial: &str) -> String {
@@ -232,49 +227,23 @@ pub fn plan(
     match state {
         PodState::Pending(wait, message) => {
             status.phase = Some(TrialPhase::Pending);
-            let created = pod
-                .and_then(|p| p.metadata.creation_timestamp.as_ref())
-                .map_or(now.0.as_second(), |t| t.0.as_second());
-            let waited = (now.0.as_second() - created).max(0);
-            let message = message.unwrap_or_else(|| "no reason reported".into());
-            let set = trial.spec.trial.pending_deadline_seconds;
-            let limit = match wait {
-                Wait::BadImage => Some(0),
-                Wait::ImageError => Some(set.unwrap_or(IMAGE_ERROR_DEADLINE_SECONDS)),
-                Wait::Unscheduled | Wait::Starting => set,
-            };
-            if let Some(limit) = limit {
-                if waited >= limit {
-                    let (reason, what) = match wait {
-                        Wait::BadImage => (FailureReason::ImagePullFailed, "a bad image".into()),
-                        Wait::ImageError => (
-                            FailureReason::ImagePullFailed,
-                            format!("an image or container error for {waited} s"),
-                        ),
-                        Wait::Unscheduled => (
-                            FailureReason::PendingTimeout,
-                            format!("unscheduled for {waited} s"),
-                        ),
-                        Wait::Starting => (
-                            FailureReason::PendingTimeout,
-                            format!("not started for {waited} s"),
-                        ),
-                    };
-                    let limit_text = match (wait, set) {
-                        (Wait::BadImage, _) => "no retry can fix it".to_string(),
-                        (_, Some(l)) => format!("trial.pendingDeadlineSeconds is {l}"),
-                        (_, None) => format!(
-                            "the default for image errors is {IMAGE_ERROR_DEADLINE_SECONDS} s; set trial.pendingDeadlineSeconds to change it"
-                        ),
-                    };
-                    let message = format!(
-                        "the trainer pod {} is Pending with {what} ({limit_text}): {message}",
-                        status.pod_name.clone().unwrap_or_default()
-                    );
-                    fail(&mut status, reason, message, now, &mut out);
-                } else {
-                    out.requeue_after = Some((limit - waited) as u64);
+            let verdict = pod.map(|p| {
+                pending_verdict(
+                    p,
+                    "trainer",
+                    wait,
+                    message,
+                    trial.spec.trial.pending_deadline_seconds,
+                    "trial.pendingDeadlineSeconds",
+                    now,
+                )
+            });
+            match verdict {
+                Some(PendingVerdict::Fail(reason, message)) => {
+                    fail(&mut status, reason, message, now, &mut out)
                 }
+                Some(PendingVerdict::WaitAtMost(s)) => out.requeue_after = Some(s),
+                Some(PendingVerdict::Wait) | None => {}
             }
         }
         PodState::Running => {

@@ -328,7 +328,7 @@ fn image_errors_fail_the_trial_after_the_pending_deadline_and_bad_names_at_once(
     let message = p.status.message.as_deref().unwrap();
     assert!(
         message.starts_with(
-            "the trainer pod cifar-nb201-00042-train-1 is Pending with an image or container error for 600 s (the default for image errors is 600 s; set trial.pendingDeadlineSeconds to change it): ImagePullBackOff: Back-off pulling image"
+            "the trainer pod cifar-nb201-00042-train-1 could not pull its image for 600 s after it was scheduled (the limit for image and container errors is 600 s by default; trial.pendingDeadlineSeconds sets it): ImagePullBackOff: Back-off pulling image"
         ),
         "{message}"
     );
@@ -359,7 +359,7 @@ fn image_errors_fail_the_trial_after_the_pending_deadline_and_bad_names_at_once(
         None,
         &now(),
     );
-    assert_eq!(p.status.reason.as_deref(), Some("ImagePullFailed"));
+    assert_eq!(p.status.reason.as_deref(), Some("ContainerCreateFailed"));
     assert!(p
         .status
         .message
@@ -375,7 +375,7 @@ fn image_errors_fail_the_trial_after_the_pending_deadline_and_bad_names_at_once(
         .message
         .as_deref()
         .unwrap()
-        .contains("a bad image (no retry can fix it)"));
+        .contains("has an image reference no retry can fix: InvalidImageName"));
 }
 
 #[test]
@@ -406,7 +406,7 @@ fn unscheduled_pods_wait_without_limit_unless_a_pending_deadline_is_set() {
     assert_eq!(p.status.reason.as_deref(), Some("PendingTimeout"));
     assert_eq!(
         p.status.message.as_deref(),
-        Some("the trainer pod cifar-nb201-00042-train-1 is Pending with unscheduled for 1800 s (trial.pendingDeadlineSeconds is 1800): Unschedulable: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")
+        Some("the trainer pod cifar-nb201-00042-train-1 stayed unscheduled for 1800 s (trial.pendingDeadlineSeconds is 1800): Unschedulable: 0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")
     );
     let p = plan(
         &t,
@@ -420,5 +420,23 @@ fn unscheduled_pods_wait_without_limit_unless_a_pending_deadline_is_set() {
         .message
         .as_deref()
         .unwrap()
-        .contains("not started for 1800 s"));
+        .contains("did not start for 1800 s after it was scheduled"));
+}
+
+#[test]
+fn image_errors_count_from_scheduling_not_from_the_gpu_queue() {
+    // Two hours queued for a GPU, scheduled 100 s ago, now failing to pull: not failed yet.
+    let mut queued = pending_pod(7200, "ImagePullBackOff");
+    let scheduled =
+        Time(k8s_openapi::jiff::Timestamp::from_second(now().0.as_second() - 100).unwrap());
+    queued.status.as_mut().unwrap().conditions =
+        Some(vec![k8s_openapi::api::core::v1::PodCondition {
+            type_: "PodScheduled".into(),
+            status: "True".into(),
+            last_transition_time: Some(scheduled),
+            ..Default::default()
+        }]);
+    let p = plan(&with_pending_deadline(None), Some(&queued), None, &now());
+    assert_eq!(p.status.phase, Some(TrialPhase::Pending));
+    assert_eq!(p.requeue_after, Some(500));
 }
