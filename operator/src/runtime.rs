@@ -17,6 +17,7 @@ use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 use nasop_crds::api::{ArchitectureSearch, ChildTrial, LatencyProbe};
 use serde::de::DeserializeOwned;
@@ -399,12 +400,21 @@ pub async fn run(
                 ctx.clone(),
             )
             .for_each(log_queue_errors);
-        let trial = Controller::new(trials, watcher::Config::default());
+        // The ChildTrial cache, shared with the search reconciler, keeps the objects without
+        // their managedFields (kilobytes per trial that no reconciler reads).
+        let (trial_store, writer) = kube::runtime::reflector::store::<ChildTrial>();
+        let trial_stream = kube::runtime::reflector(
+            writer,
+            watcher(trials, watcher::Config::default()).modify(|t| {
+                t.managed_fields_mut().clear();
+            }),
+        )
+        .applied_objects();
         ctx.trial_stores
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, trial.store());
-        let trial = trial
+            .insert(key, trial_store.clone());
+        let trial = Controller::for_stream(trial_stream, trial_store)
             .owns(pod_api.clone(), pods.clone())
             .owns(probes.clone(), watcher::Config::default())
             .with_config(config.clone())

@@ -233,6 +233,30 @@ async fn a_search_runs_to_the_end_against_a_real_api_server() {
     operator.kill();
 }
 
+/// The strategy of `done` (a sequential search) replayed without interruption: asked one
+/// proposal at a time and told each trial's reward in id order. Asserts that every trial of
+/// `all` (sorted by proposal id) has the genotype the replay proposed.
+fn uninterrupted_replay(
+    done: &ArchitectureSearch,
+    all: &[ChildTrial],
+) -> Box<dyn nasop::strategy::Strategy> {
+    let space = done.spec.search_space.build().unwrap();
+    let seed = nasop::search::children::derived_seed(done.metadata.uid.as_deref().unwrap());
+    let mut reference = nasop::strategy::build(&space, &done.spec.strategy, seed).unwrap();
+    for t in all {
+        let p = reference.ask(1).remove(0);
+        assert_eq!(
+            p.genotype, t.spec.genotype,
+            "proposal {}",
+            t.spec.proposal_id
+        );
+        reference
+            .tell(p.id, t.status.as_ref().unwrap().reward.unwrap())
+            .unwrap();
+    }
+    reference
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_operator_resumes_without_duplicates_or_lost_results() {
     let Some(server) = start_server().await else {
@@ -274,7 +298,7 @@ async fn a_killed_operator_resumes_without_duplicates_or_lost_results() {
     operator.kill();
     let again = Operator::start(client.clone(), "restart", Arc::new(Metrics::new()));
     let done = wait_phase(&searches, "again", Duration::from_secs(600)).await;
-    let status = done.status.unwrap();
+    let status = done.status.clone().unwrap();
     assert_eq!(status.phase, Some(SearchPhase::Succeeded));
     let mut all = trials.list(&ListParams::default()).await.unwrap().items;
     all.sort_by_key(|t| t.spec.proposal_id);
@@ -282,20 +306,7 @@ async fn a_killed_operator_resumes_without_duplicates_or_lost_results() {
     assert_eq!(ids, vec![0, 1, 2, 3, 4], "no duplicate, none missing");
     assert_eq!(status.policy.as_ref().unwrap().trials_consumed, 5);
     // The proposals are those of an uninterrupted search given the same rewards in order.
-    let space = done.spec.search_space.build().unwrap();
-    let seed = nasop::search::children::derived_seed(done.metadata.uid.as_deref().unwrap());
-    let mut reference = nasop::strategy::build(&space, &done.spec.strategy, seed).unwrap();
-    for t in &all {
-        let p = reference.ask(1).remove(0);
-        assert_eq!(
-            p.genotype, t.spec.genotype,
-            "proposal {}",
-            t.spec.proposal_id
-        );
-        reference
-            .tell(p.id, t.status.as_ref().unwrap().reward.unwrap())
-            .unwrap();
-    }
+    let reference = uninterrupted_replay(&done, &all);
     assert_eq!(
         status.policy.unwrap().updates,
         reference.counts().updates as i64
@@ -352,21 +363,9 @@ async fn ten_kills_at_random_points_lose_nothing_and_duplicate_nothing() {
     );
     let policy = status.policy.clone().unwrap();
     assert_eq!(policy.trials_consumed, 6);
-    let space = done.spec.search_space.build().unwrap();
-    let seed = nasop::search::children::derived_seed(done.metadata.uid.as_deref().unwrap());
-    let mut reference = nasop::strategy::build(&space, &done.spec.strategy, seed).unwrap();
-    for t in &all {
-        let p = reference.ask(1).remove(0);
-        assert_eq!(
-            p.genotype, t.spec.genotype,
-            "proposal {}",
-            t.spec.proposal_id
-        );
-        reference
-            .tell(p.id, t.status.as_ref().unwrap().reward.unwrap())
-            .unwrap();
-    }
+    let reference = uninterrupted_replay(&done, &all);
     assert_eq!(policy.updates, reference.counts().updates as i64);
+    let space = done.spec.search_space.build().unwrap();
     // The stored state is the one of the replay, and nothing else is stored.
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "kills");
     let stored = maps
