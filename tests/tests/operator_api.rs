@@ -125,6 +125,31 @@ async fn wait_phase(
     }
 }
 
+/// A real API server with the CRDs, namespace `ns` and a process-kubelet running its pods.
+struct Cluster {
+    server: ApiServer,
+    client: Client,
+    kubelet: Kubelet,
+    /// The kubelet's working directories (pods' `/tmp` and termination logs).
+    _work: tempfile::TempDir,
+}
+
+/// [`Cluster`] for `ns`; `None` when the API-server tests are skipped (no Go).
+async fn cluster(ns: &str) -> Option<Cluster> {
+    let server = start_server().await?;
+    let client = server.client().await;
+    install_crds(&client).await;
+    namespace(&client, ns).await;
+    let work = tempfile::tempdir().unwrap();
+    let kubelet = kubelet(&client, ns, work.path());
+    Some(Cluster {
+        server,
+        client,
+        kubelet,
+        _work: work,
+    })
+}
+
 fn kubelet(client: &Client, ns: &str, work: &std::path::Path) -> Kubelet {
     Kubelet::start(
         client.clone(),
@@ -142,14 +167,15 @@ fn kubelet(client: &Client, ns: &str, work: &std::path::Path) -> Kubelet {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_search_runs_to_the_end_against_a_real_api_server() {
-    let Some(server) = start_server().await else {
+    let Some(Cluster {
+        server: _server,
+        client,
+        kubelet,
+        _work,
+    }) = cluster("e2e").await
+    else {
         return;
     };
-    let client = server.client().await;
-    install_crds(&client).await;
-    namespace(&client, "e2e").await;
-    let work = tempfile::tempdir().unwrap();
-    let kubelet = kubelet(&client, "e2e", work.path());
     let metrics = Arc::new(Metrics::new());
     let operator = Operator::start(client.clone(), "e2e", metrics.clone());
     let searches: Api<ArchitectureSearch> = Api::namespaced(client.clone(), "e2e");
@@ -259,14 +285,15 @@ fn uninterrupted_replay(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_operator_resumes_without_duplicates_or_lost_results() {
-    let Some(server) = start_server().await else {
+    let Some(Cluster {
+        server: _server,
+        client,
+        kubelet: _kubelet,
+        _work,
+    }) = cluster("restart").await
+    else {
         return;
     };
-    let client = server.client().await;
-    install_crds(&client).await;
-    namespace(&client, "restart").await;
-    let work = tempfile::tempdir().unwrap();
-    let _kubelet = kubelet(&client, "restart", work.path());
     // Sequential (parallelism 1) so that the proposals depend only on the rewards.
     let mut search = search_manifest("again", 5, "");
     search.spec.objective.latency = None;
@@ -322,14 +349,15 @@ async fn a_killed_operator_resumes_without_duplicates_or_lost_results() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_kills_at_random_points_lose_nothing_and_duplicate_nothing() {
     use rand_chacha::rand_core::{RngCore, SeedableRng};
-    let Some(server) = start_server().await else {
+    let Some(Cluster {
+        server: _server,
+        client,
+        kubelet: _kubelet,
+        _work,
+    }) = cluster("kills").await
+    else {
         return;
     };
-    let client = server.client().await;
-    install_crds(&client).await;
-    namespace(&client, "kills").await;
-    let work = tempfile::tempdir().unwrap();
-    let _kubelet = kubelet(&client, "kills", work.path());
     let mut search = search_manifest("kills", 6, "");
     search.spec.objective.latency = None;
     search.spec.budget.parallelism = 1;
@@ -383,14 +411,15 @@ async fn ten_kills_at_random_points_lose_nothing_and_duplicate_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn evictions_are_retried_and_failures_end_the_search_cleanly() {
-    let Some(server) = start_server().await else {
+    let Some(Cluster {
+        server: _server,
+        client,
+        kubelet,
+        _work,
+    }) = cluster("faults").await
+    else {
         return;
     };
-    let client = server.client().await;
-    install_crds(&client).await;
-    namespace(&client, "faults").await;
-    let work = tempfile::tempdir().unwrap();
-    let kubelet = kubelet(&client, "faults", work.path());
     let operator = Operator::start(client.clone(), "faults", Arc::new(Metrics::new()));
     let searches: Api<ArchitectureSearch> = Api::namespaced(client.clone(), "faults");
     let trials: Api<ChildTrial> = Api::namespaced(client.clone(), "faults");
@@ -713,14 +742,15 @@ async fn the_real_api_server_accepts_the_examples_and_rejects_bad_manifests_by_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_operator_survives_an_api_server_restart_and_an_etcd_outage() {
-    let Some(mut server) = start_server().await else {
+    let Some(Cluster {
+        mut server,
+        client,
+        kubelet: _kubelet,
+        _work,
+    }) = cluster("restart-api").await
+    else {
         return;
     };
-    let client = server.client().await;
-    install_crds(&client).await;
-    namespace(&client, "restart-api").await;
-    let work = tempfile::tempdir().unwrap();
-    let _kubelet = kubelet(&client, "restart-api", work.path());
     let operator = Operator::start(client.clone(), "restart-api", Arc::new(Metrics::new()));
     let searches: Api<ArchitectureSearch> = Api::namespaced(client.clone(), "restart-api");
     let mut s = search_manifest("survivor", 4, "");
@@ -765,14 +795,15 @@ async fn the_operator_survives_an_api_server_restart_and_an_etcd_outage() {
 async fn two_operators_at_once_still_make_exactly_max_trials_each_consumed_once() {
     // Split brain (two active replicas): writes race and conflict (409); the state's
     // resourceVersion precondition and retries keep the search exact.
-    let Some(server) = start_server().await else {
+    let Some(Cluster {
+        server: _server,
+        client,
+        kubelet,
+        _work,
+    }) = cluster("twins").await
+    else {
         return;
     };
-    let client = server.client().await;
-    install_crds(&client).await;
-    namespace(&client, "twins").await;
-    let work = tempfile::tempdir().unwrap();
-    let kubelet = kubelet(&client, "twins", work.path());
     kubelet.faults.lock().unwrap().delay = Duration::from_millis(300);
     let (ma, mb) = (Arc::new(Metrics::new()), Arc::new(Metrics::new()));
     let a = Operator::start(client.clone(), "twins", ma.clone());
