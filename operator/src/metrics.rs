@@ -22,6 +22,11 @@ pub struct Metrics {
     pub reconcile_errors: IntCounterVec,
     /// `nasop_reconcile_duration_seconds{controller}`: reconcile wall time, seconds.
     pub reconcile_duration: HistogramVec,
+    /// `nasop_search_step_seconds{step}`: wall time of each step of a search reconcile,
+    /// seconds: `read` (policy state and trials), `tell` (results told to the strategy, with
+    /// its policy updates), `launch` (new children sampled), `save` (policy state written),
+    /// `create` (ChildTrials created), `status` (status and Events).
+    pub search_steps: HistogramVec,
     /// `nasop_trials{namespace,search,phase}`: trials of a search by phase.
     pub trials: IntGaugeVec,
     /// `nasop_best_reward{namespace,search}`: best reward so far.
@@ -50,10 +55,11 @@ pub struct Metrics {
 }
 
 /// The metric names the operator exports (the dashboard and tests check against this).
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 15] = [
     "nasop_reconciles_total",
     "nasop_reconcile_errors_total",
     "nasop_reconcile_duration_seconds",
+    "nasop_search_step_seconds",
     "nasop_trials",
     "nasop_best_reward",
     "nasop_best_accuracy",
@@ -104,6 +110,15 @@ impl Metrics {
             )
             .buckets(exponential_buckets(0.001, 2.0, 15).unwrap()),
             &["controller"],
+        )
+        .unwrap();
+        let search_steps = HistogramVec::new(
+            HistogramOpts::new(
+                "nasop_search_step_seconds",
+                "Wall time of each step of a search reconcile, seconds.",
+            )
+            .buckets(exponential_buckets(0.001, 2.0, 15).unwrap()),
+            &["step"],
         )
         .unwrap();
         let trials = IntGaugeVec::new(
@@ -191,6 +206,7 @@ impl Metrics {
             Box::new(api_requests.clone()),
             Box::new(reconcile_errors.clone()),
             Box::new(reconcile_duration.clone()),
+            Box::new(search_steps.clone()),
             Box::new(trials.clone()),
             Box::new(best_reward.clone()),
             Box::new(best_accuracy.clone()),
@@ -210,6 +226,7 @@ impl Metrics {
             reconciles,
             reconcile_errors,
             reconcile_duration,
+            search_steps,
             trials,
             best_reward,
             best_accuracy,
@@ -230,6 +247,14 @@ impl Metrics {
         self.reconcile_duration
             .with_label_values(&[controller])
             .start_timer()
+    }
+
+    /// Times the steps of one search reconcile from now (see [`StepTimer`]).
+    pub fn search_steps(&self) -> StepTimer<'_> {
+        StepTimer {
+            metric: &self.search_steps,
+            last: std::time::Instant::now(),
+        }
     }
 
     /// Records whether probe `key` of `device_class` waits for a device node; the
@@ -259,5 +284,23 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding into memory");
         String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// Times consecutive steps into `nasop_search_step_seconds`: each [`StepTimer::done`] observes
+/// the time since the previous one (or since the timer was made).
+pub struct StepTimer<'a> {
+    metric: &'a HistogramVec,
+    last: std::time::Instant,
+}
+
+impl StepTimer<'_> {
+    /// Ends step `step` (a constant: `read`, `tell`, `launch`, `save`, `create`, `status`).
+    pub fn done(&mut self, step: &str) {
+        let now = std::time::Instant::now();
+        self.metric
+            .with_label_values(&[step])
+            .observe(now.duration_since(self.last).as_secs_f64());
+        self.last = now;
     }
 }

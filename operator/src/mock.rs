@@ -103,6 +103,18 @@ impl ApiServer {
         .await
     }
 
+    /// Expects a replace (`PUT` with `fieldManager=nasop-operator`) of `path`, and echoes the
+    /// object with a new resourceVersion.
+    pub async fn expect_replace(&mut self, path: &str, new_version: &str) -> Seen {
+        let version = new_version.to_string();
+        self.expect("PUT", path, &["fieldManager=nasop-operator"], move |s| {
+            let mut body = s.body.clone();
+            body["metadata"]["resourceVersion"] = json!(version);
+            (200, body)
+        })
+        .await
+    }
+
     /// Expects a server-side apply of the status of `object` at `path` (`.../status`), and
     /// answers `object` with the applied status.
     pub async fn expect_status(&mut self, path: &str, object: &Value) -> Seen {

@@ -90,8 +90,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Context {
     /// The API client.
     pub client: Client,
-    /// Records Events on the reconciled objects.
-    pub recorder: Recorder,
+    /// Records the Events of searches: one Recorder for the operator's lifetime, so that a
+    /// repeated Event (TrialsCreated on every reconcile that starts children) becomes one Event
+    /// with a growing series count.
+    recorder: Recorder,
+    /// Who reports the Events (controller and pod name).
+    reporter: Reporter,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
@@ -99,10 +103,16 @@ pub struct Context {
     /// search reads its trials here instead of listing them from the API server on every
     /// reconcile; without a cache (tests calling a reconciler directly) it lists them.
     trial_stores: std::sync::RwLock<HashMap<String, Store<ChildTrial>>>,
+    /// The caches of the operator's Pods (label [`POD_SELECTOR`]), by watched namespace, fed
+    /// by the watch that also wakes the ChildTrial controller: a trial reads its trainer Pod
+    /// here instead of with a GET on every reconcile.
+    pod_stores: std::sync::RwLock<HashMap<String, Store<Pod>>>,
     /// The controller policy each search last saved or read, by search uid, with the
     /// resourceVersion of its head ConfigMap then: while the head is unchanged a reconcile
     /// reuses it instead of decoding the state (about 1 MiB for PPO) again.
     policies: Mutex<HashMap<String, CachedPolicy>>,
+    /// When each search (by uid) last wrote its policy state from this process.
+    saves: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// A search's policy and the resourceVersion of its head ConfigMap when it was saved or read.
@@ -118,20 +128,20 @@ impl Context {
     /// A context for `client`; Events name `instance` (the pod name) as the reporting
     /// instance.
     pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: MANAGER.into(),
-                instance,
-            },
-        );
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance,
+        };
         Self {
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            reporter,
             client,
-            recorder,
             metrics,
             failures: Mutex::new(HashMap::new()),
             trial_stores: std::sync::RwLock::new(HashMap::new()),
+            pod_stores: std::sync::RwLock::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
+            saves: Mutex::new(HashMap::new()),
         }
     }
 
@@ -152,12 +162,18 @@ impl Context {
             .ok()?
             .ok()?;
         Some(store.state_filter(|t| {
-            t.metadata.namespace.as_deref() == Some(namespace)
-                && t.labels()
-                    .get(nasop_crds::api::labels::SEARCH)
-                    .map(String::as_str)
-                    == Some(search)
+            t.metadata.namespace.as_deref() == Some(namespace) && t.spec.search_name == search
         }))
+    }
+
+    /// Pod `name` of `namespace` from the Pod cache, if the cache has listed the Pods and holds
+    /// it. `None` does not mean the Pod is absent (no cache, not ready yet, or its creation not
+    /// seen yet): ask the API server then. A cached Pod may be behind the API server by the
+    /// events not yet delivered, each of which wakes the owner again.
+    pub fn cached_pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        let stores = self.pod_stores.read().unwrap_or_else(|e| e.into_inner());
+        let store = stores.get(namespace).or_else(|| stores.get(""))?;
+        store.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
     }
 
     /// Takes the policy cached for search `uid` if it was cached at head resourceVersion
@@ -168,6 +184,21 @@ impl Context {
             Some((v, strategy)) if v == version => Some(strategy),
             _ => None,
         }
+    }
+
+    /// How long search `uid` must wait before it writes its policy state again (see
+    /// [`save_wait`]); `None`: it may write now.
+    pub fn save_wait(&self, uid: &str) -> Option<Duration> {
+        let saves = self.saves.lock().unwrap_or_else(|e| e.into_inner());
+        save_wait(saves.get(uid).copied(), std::time::Instant::now())
+    }
+
+    /// Records that search `uid` wrote its policy state now.
+    pub fn saved_policy(&self, uid: &str) {
+        self.saves
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid.to_string(), std::time::Instant::now());
     }
 
     /// Caches the policy of search `uid`, saved or read at head resourceVersion `version`.
@@ -198,11 +229,29 @@ impl Context {
 
     /// Records `notes` as Events on `obj` (a failed Event is logged, not an error: Events are
     /// best effort).
+    ///
+    /// Events of searches go through the shared Recorder (series). Events of ChildTrials and
+    /// LatencyProbes go through a Recorder made for this call: kube's Recorder keeps every
+    /// Event it published for 6 minutes (to count repeats) and scans them all on each publish,
+    /// so with one Event per finished trial a shared one held about 3 KB per trial finished
+    /// in the last 6 minutes (35 MB at 32 trials/s in `make bench-scale`). A trial's Events
+    /// rarely repeat (a retried attempt or a disruption: a few per trial), so they lose
+    /// little by not forming series.
     pub async fn publish<K>(&self, obj: &K, action: &str, notes: &[Note])
     where
         K: Resource<DynamicType = ()>,
     {
+        if notes.is_empty() {
+            return;
+        }
         let reference = obj.object_ref(&());
+        let one_off;
+        let recorder = if K::kind(&()) == ArchitectureSearch::kind(&()) {
+            &self.recorder
+        } else {
+            one_off = Recorder::new(self.client.clone(), self.reporter.clone());
+            &one_off
+        };
         for n in notes {
             let event = Event {
                 type_: if n.warning {
@@ -215,7 +264,7 @@ impl Context {
                 action: action.into(),
                 secondary: None,
             };
-            if let Err(e) = self.recorder.publish(&event, &reference).await {
+            if let Err(e) = recorder.publish(&event, &reference).await {
                 tracing::warn!(error = %e, reason = n.reason, "could not record an Event");
             }
         }
@@ -311,6 +360,49 @@ pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
+/// Shortest time between two writes of one search's policy state.
+///
+/// A PPO state is about 1.4 MB as written (weights and Adam moments, base64), and etcd keeps
+/// every revision until the API server compacts (every 5 minutes by default; etcd's default
+/// backend quota is 2 GiB, etcd.io/docs/v3.6/op-guide/maintenance). Unthrottled, `make
+/// bench-scale` wrote about 3.8 MB/s and filled the quota ("mvcc: database space exceeded")
+/// at 19,000 trials. At most one write per 2 s bounds that to 0.7 MB/s (about 210 MB per
+/// compaction interval); results that arrive meanwhile are told to the policy in memory and
+/// saved with the next write, before any child they lead to is created.
+pub const MIN_SAVE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long to wait before the next policy-state write, given the last one (`None`: never
+/// from this process) and `now`; `None` when a write may happen now.
+pub fn save_wait(last: Option<std::time::Instant>, now: std::time::Instant) -> Option<Duration> {
+    let since = now.saturating_duration_since(last?);
+    (since < MIN_SAVE_INTERVAL).then(|| MIN_SAVE_INTERVAL - since)
+}
+
+/// Drops from a ChildTrial on its way into the cache what no reconciler reads, so that a
+/// search of 20,000 trials fits the operator's memory goal (256 MiB):
+/// - `managedFields` of every trial (about 2 KB each);
+/// - labels and annotations of a finished trial whose Pods are gone (`status.podName` unset):
+///   its reconcile returns at once, and the search reads only its spec, status, namespace and
+///   owner references. Two small maps cost about 1.2 KB per trial (a B-tree leaf is allocated
+///   for 11 entries).
+///
+/// The API server's object is unchanged; only the operator's copy is smaller.
+pub fn slim_cached_trial(trial: &mut ChildTrial) {
+    trial.metadata.managed_fields = None;
+    let done = trial.status.as_ref().is_some_and(|s| {
+        s.pod_name.is_none()
+            && matches!(
+                s.phase,
+                Some(nasop_crds::api::TrialPhase::Succeeded)
+                    | Some(nasop_crds::api::TrialPhase::Failed)
+            )
+    });
+    if done {
+        trial.metadata.labels = None;
+        trial.metadata.annotations = None;
+    }
+}
+
 /// What the operator watches and how hard it works.
 #[derive(Clone, Debug)]
 pub struct Scope {
@@ -401,21 +493,34 @@ pub async fn run(
             )
             .for_each(log_queue_errors);
         // The ChildTrial cache, shared with the search reconciler, keeps the objects without
-        // their managedFields (kilobytes per trial that no reconciler reads).
+        // what no reconciler reads (see `slim_cached_trial`).
         let (trial_store, writer) = kube::runtime::reflector::store::<ChildTrial>();
         let trial_stream = kube::runtime::reflector(
             writer,
-            watcher(trials, watcher::Config::default()).modify(|t| {
-                t.managed_fields_mut().clear();
-            }),
+            watcher(trials, watcher::Config::default()).modify(slim_cached_trial),
         )
         .applied_objects();
         ctx.trial_stores
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, trial_store.clone());
+            .insert(key.clone(), trial_store.clone());
+        // The operator's Pods: cached (without managedFields) for the trial reconciler, and
+        // each change wakes the ChildTrial that owns the Pod (deletions too: a vanished Pod
+        // is a disruption).
+        let (pod_store, pod_writer) = kube::runtime::reflector::store::<Pod>();
+        let pod_stream = kube::runtime::reflector(
+            pod_writer,
+            watcher(pod_api.clone(), pods.clone()).modify(|p| {
+                p.managed_fields_mut().clear();
+            }),
+        )
+        .touched_objects();
+        ctx.pod_stores
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, pod_store);
         let trial = Controller::for_stream(trial_stream, trial_store)
-            .owns(pod_api.clone(), pods.clone())
+            .owns_stream(pod_stream)
             .owns(probes.clone(), watcher::Config::default())
             .with_config(config.clone())
             .graceful_shutdown_on(stop())
@@ -441,5 +546,95 @@ pub async fn run(
     }
     for t in tasks {
         let _ = t.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::children::record_of;
+    use crate::testing::gpu_trial;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use nasop_crds::api::{ChildTrialStatus, TrialMetrics, TrialPhase};
+    use std::collections::BTreeMap;
+
+    fn trial(phase: TrialPhase, pod: Option<&str>) -> ChildTrial {
+        let mut t = gpu_trial();
+        t.metadata.labels = Some(BTreeMap::from([(
+            nasop_crds::api::labels::SEARCH.to_string(),
+            "cifar-nb201".to_string(),
+        )]));
+        t.metadata.annotations = Some(BTreeMap::from([(
+            "nasop.dev/genotype".to_string(),
+            t.spec.genotype.to_string(),
+        )]));
+        t.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        t.status = Some(ChildTrialStatus {
+            phase: Some(phase),
+            attempts: 1,
+            pod_name: pod.map(str::to_string),
+            metrics: Some(TrialMetrics {
+                accuracy: Some(0.9),
+                train_seconds: Some(12.0),
+                ..TrialMetrics::default()
+            }),
+            reward: Some(0.9),
+            ..ChildTrialStatus::default()
+        });
+        t
+    }
+
+    #[test]
+    fn policy_writes_are_at_least_min_save_interval_apart() {
+        let t0 = std::time::Instant::now();
+        assert_eq!(save_wait(None, t0), None, "never written: write now");
+        assert_eq!(save_wait(Some(t0), t0), Some(MIN_SAVE_INTERVAL));
+        assert_eq!(
+            save_wait(Some(t0), t0 + Duration::from_millis(500)),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(save_wait(Some(t0), t0 + MIN_SAVE_INTERVAL), None);
+        assert_eq!(save_wait(Some(t0), t0 + Duration::from_secs(60)), None);
+        // A clock read before the last write (another thread's) waits the full interval.
+        assert_eq!(
+            save_wait(Some(t0 + Duration::from_secs(1)), t0),
+            Some(MIN_SAVE_INTERVAL)
+        );
+    }
+
+    #[test]
+    fn a_finished_trial_without_pods_is_cached_without_labels_and_annotations() {
+        let full = trial(TrialPhase::Succeeded, None);
+        let mut slim = full.clone();
+        slim_cached_trial(&mut slim);
+        assert_eq!(slim.metadata.managed_fields, None);
+        assert_eq!(slim.metadata.labels, None);
+        assert_eq!(slim.metadata.annotations, None);
+        // What the search reads is unchanged.
+        assert_eq!(record_of(&slim), record_of(&full));
+        assert_eq!(slim.spec, full.spec);
+        assert_eq!(slim.status, full.status);
+        assert_eq!(
+            slim.metadata.owner_references,
+            full.metadata.owner_references
+        );
+        assert_eq!(slim.metadata.namespace.as_deref(), Some("nas"));
+    }
+
+    #[test]
+    fn trials_still_running_or_with_pods_keep_their_labels() {
+        for t in [
+            trial(TrialPhase::Running, Some("cifar-nb201-00042-train-1")),
+            trial(TrialPhase::Pending, None),
+            trial(TrialPhase::Succeeded, Some("cifar-nb201-00042-train-1")),
+            trial(TrialPhase::Failed, Some("cifar-nb201-00042-train-2")),
+        ] {
+            let mut cached = t.clone();
+            slim_cached_trial(&mut cached);
+            assert_eq!(cached.metadata.managed_fields, None);
+            assert_eq!(cached.metadata.labels, t.metadata.labels);
+            assert_eq!(cached.metadata.annotations, t.metadata.annotations);
+            assert_eq!(cached.spec, t.spec);
+        }
     }
 }

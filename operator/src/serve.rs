@@ -357,6 +357,9 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         // What the controllers record.
         drop(metrics.reconcile("architecturesearch"));
+        let mut steps = metrics.search_steps();
+        steps.done("read");
+        steps.done("tell");
         metrics
             .reconcile_errors
             .with_label_values(&["childtrial", "conflict"])
@@ -410,6 +413,8 @@ mod tests {
             "nasop_reconciles_total{controller=\"architecturesearch\"} 1",
             "nasop_reconcile_errors_total{controller=\"childtrial\",error=\"conflict\"} 1",
             "nasop_reconcile_duration_seconds_count{controller=\"architecturesearch\"} 1",
+            "nasop_search_step_seconds_count{step=\"read\"} 1",
+            "nasop_search_step_seconds_count{step=\"tell\"} 1",
             "nasop_trials{namespace=\"nas\",phase=\"Running\",search=\"cifar\"} 3",
             "nasop_best_reward{namespace=\"nas\",search=\"cifar\"} 0.5",
             "nasop_trial_duration_seconds_sum 321.5",

@@ -415,3 +415,26 @@ fn bench_search_latency_mode_reports_hypervolume() {
         text(&bad.stderr)
     );
 }
+
+/// The operator and the CLI run the controller policy on the CPU and start trainers as processes
+/// or pods, so `nasop` does not load libtorch_cuda: with PyPI's CUDA build of torch that library
+/// and the CUDA libraries it pulls in cost about 235 MB of resident memory at start.
+#[test]
+fn the_nasop_binary_does_not_load_libtorch_cuda() {
+    let out = Command::new("objdump")
+        .arg("-p")
+        .arg(env!("CARGO_BIN_EXE_nasop"))
+        .output()
+        .expect("objdump (binutils) runs");
+    let dump = text(&out.stdout);
+    let needed: Vec<&str> = dump
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("NEEDED"))
+        .map(str::trim)
+        .collect();
+    assert!(needed.contains(&"libtorch_cpu.so"), "NEEDED: {needed:?}");
+    assert!(!needed.contains(&"libtorch_cuda.so"), "NEEDED: {needed:?}");
+    // And it still runs the policy: `--version` starts with the libraries resolved.
+    let version = nasop(&["--version"]);
+    assert!(version.status.success(), "{}", text(&version.stderr));
+}

@@ -8,7 +8,9 @@
 //! trials, to show whether the cost per trial grows with the finished trials), the operator's
 //! peak resident memory, the p50/p99 reconcile time of each controller (from its
 //! `nasop_reconcile_duration_seconds` histogram), API requests per trial (from
-//! `nasop_api_requests_total`) and the largest ArchitectureSearch status seen.
+//! `nasop_api_requests_total`) and the largest ArchitectureSearch status seen; then the p50/p99
+//! of each step of the search reconcile (`nasop_search_step_seconds`), to show where its time
+//! goes.
 //!
 //! Goals (issue 10): 20,000 trials complete; peak memory under 256 MiB; reconcile p99 under
 //! 100 ms; no per-trial cost growing with the finished trials; status under 64 KiB.
@@ -26,6 +28,9 @@ use nasop_crds::api::{ArchitectureSearch, SearchPhase};
 use nasop_tests::apiserver::{free_port, install_crds, namespace, ApiServer};
 use nasop_tests::kubelet::InstantKubelet;
 use nasop_tests::{shared_data_dir, workspace_root};
+
+/// The steps of a search reconcile (`nasop_search_step_seconds`).
+const STEPS: [&str; 6] = ["read", "tell", "launch", "save", "create", "status"];
 
 /// The `nasop` binary of this profile (built when missing).
 fn nasop_binary() -> std::path::PathBuf {
@@ -118,6 +123,8 @@ struct Row {
     last_fifth: f64,
     peak_mib: f64,
     p50_p99: BTreeMap<&'static str, (f64, f64)>,
+    /// p50/p99 of each step of the search reconcile, ms.
+    steps: Vec<(&'static str, f64, f64)>,
     requests_per_trial: f64,
     status_bytes: usize,
     outcome: String,
@@ -226,6 +233,15 @@ spec:
             ),
         );
     }
+    let steps = STEPS
+        .iter()
+        .map(|step| {
+            let filter = format!("step=\"{step}\"");
+            let metric = "nasop_search_step_seconds";
+            let q = |q| quantile(&text, metric, &filter, q).unwrap_or(f64::NAN) * 1000.0;
+            (*step, q(0.5), q(0.99))
+        })
+        .collect();
     let requests = sum(&text, "nasop_api_requests_total", "");
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &operator.id().to_string()])
@@ -239,6 +255,7 @@ spec:
         last_fifth: fifth / (seconds - last_fifth_start.unwrap_or(f64::NAN)),
         peak_mib,
         p50_p99,
+        steps,
         requests_per_trial: requests / n as f64,
         status_bytes,
         outcome,
@@ -310,5 +327,16 @@ fn main() {
             r.requests_per_trial,
             r.status_bytes
         );
+    }
+    println!("\nSearch reconcile by step, p50/p99 ms (`nasop_search_step_seconds`):\n");
+    println!("| trials | {} |", STEPS.join(" | "));
+    println!("| ---: |{}", " ---: |".repeat(STEPS.len()));
+    for r in &rows {
+        let cells: Vec<String> = r
+            .steps
+            .iter()
+            .map(|(_, p50, p99)| format!("{p50:.1}/{p99:.1}"))
+            .collect();
+        println!("| {} | {} |", r.trials, cells.join(" | "));
     }
 }

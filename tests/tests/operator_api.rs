@@ -1192,6 +1192,7 @@ async fn the_readme_kubectl_workflow_works_with_exactly_the_charts_rbac() {
         ("watch", "childtrials.nasop.dev"),
         ("patch", "architecturesearches.nasop.dev/status"),
         ("create", "configmaps"),
+        ("update", "configmaps"),
         ("create", "events.events.k8s.io"),
     ] {
         assert!(
@@ -1215,7 +1216,8 @@ async fn the_readme_kubectl_workflow_works_with_exactly_the_charts_rbac() {
             "architecturesearches.nasop.dev",
             &["-n", "team-a"][..],
         ),
-        ("update", "configmaps", &["-n", "team-a"][..]),
+        ("patch", "configmaps", &["-n", "team-a"][..]),
+        ("watch", "configmaps", &["-n", "team-a"][..]),
         ("list", "nodes", &[][..]),
         (
             "create",

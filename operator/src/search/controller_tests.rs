@@ -181,7 +181,10 @@ async fn finished_trials_are_consumed_once_and_the_budget_ends_the_search() {
             api.expect_list(TRIALS, SELECTOR, c1).await;
             api.expect_list(MAPS, SELECTOR, m1).await;
             // Both results told: the new state (one part: the head) is written.
-            let head = config_map(&api.expect_apply(&format!("{MAPS}/cifar-policy?")).await);
+            let head = config_map(
+                &api.expect_replace(&format!("{MAPS}/cifar-policy?"), "42")
+                    .await,
+            );
             assert_eq!(
                 head.metadata.resource_version.as_deref(),
                 Some("41"),
