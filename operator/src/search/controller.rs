@@ -180,8 +180,12 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     // Writes of the policy state are rate-limited (`MIN_SAVE_INTERVAL`): while one must wait,
     // results are told in memory only (the cached policy keeps them; a restart tells them
     // again from the stored state) and no child starts, as a child may only start once the
-    // state naming it is stored.
-    let save_wait = ctx.save_wait(&uid);
+    // state naming it is stored. Once no proposal waits for a result (the search finishes,
+    // or every child finished while suspended) the state is written at once, so the stored
+    // state is the final one.
+    let save_wait = ctx
+        .save_wait(&uid)
+        .filter(|_| !core.strategy().pending().is_empty());
     let launched = if search.spec.suspend || save_wait.is_some() {
         Vec::new()
     } else {
