@@ -107,16 +107,24 @@ pub struct Context {
     /// by the watch that also wakes the ChildTrial controller: a trial reads its trainer Pod
     /// here instead of with a GET on every reconcile.
     pod_stores: std::sync::RwLock<HashMap<String, Store<Pod>>>,
-    /// The controller policy each search last saved or read, by search uid, with the
-    /// resourceVersion of its head ConfigMap then: while the head is unchanged a reconcile
-    /// reuses it instead of decoding the state (about 1 MiB for PPO) again.
+    /// The policy each search last saved or read, by search uid (see [`CachedPolicy`]).
     policies: Mutex<HashMap<String, CachedPolicy>>,
     /// When each search (by uid) last wrote its policy state from this process.
     saves: Mutex<HashMap<String, std::time::Instant>>,
 }
 
-/// A search's policy and the resourceVersion of its head ConfigMap when it was saved or read.
-type CachedPolicy = (String, Box<dyn Strategy>);
+/// A search's policy as this process last saved or read it. The next reconcile of the search
+/// starts from it without reading the policy ConfigMaps (not even their metadata; a reconcile
+/// that writes lists them then). That is safe because every write of the head carries the
+/// resourceVersion kept here as a precondition: if another writer changed the state
+/// meanwhile, the write fails with 409 Conflict, no child starts, and the entry, taken out
+/// for the failed reconcile, is gone, so the retry reads the stored state.
+pub struct CachedPolicy {
+    /// The head ConfigMap's resourceVersion after the save or read.
+    pub version: String,
+    /// The policy.
+    pub strategy: Box<dyn Strategy>,
+}
 
 /// First retry delay after a failed reconcile; doubles per consecutive failure of the same
 /// object up to [`MAX_BACKOFF`].
@@ -176,14 +184,31 @@ impl Context {
         store.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
     }
 
-    /// Takes the policy cached for search `uid` if it was cached at head resourceVersion
-    /// `version` (a miss drops it: the head changed, another writer saved).
-    pub fn take_policy(&self, uid: &str, version: &str) -> Option<Box<dyn Strategy>> {
-        let mut policies = self.policies.lock().unwrap_or_else(|e| e.into_inner());
-        match policies.remove(uid) {
-            Some((v, strategy)) if v == version => Some(strategy),
-            _ => None,
+    /// Pod `name` of `namespace`: the cached one when the Pod cache holds it (see
+    /// [`Context::cached_pod`]), else read with a GET through `pods`; `None` when the API
+    /// server has no such Pod.
+    ///
+    /// # Errors
+    /// The GET's API error.
+    pub async fn pod(
+        &self,
+        pods: &Api<Pod>,
+        namespace: &str,
+        name: &str,
+    ) -> std::result::Result<Option<Pod>, kube::Error> {
+        match self.cached_pod(namespace, name) {
+            Some(cached) => Ok(Some(Pod::clone(&cached))),
+            None => pods.get_opt(name).await,
         }
+    }
+
+    /// Takes the policy cached for search `uid` (it is kept again only by a reconcile that
+    /// ends well).
+    pub fn take_policy(&self, uid: &str) -> Option<CachedPolicy> {
+        self.policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid)
     }
 
     /// How long search `uid` must wait before it writes its policy state again (see
@@ -201,12 +226,12 @@ impl Context {
             .insert(uid.to_string(), std::time::Instant::now());
     }
 
-    /// Caches the policy of search `uid`, saved or read at head resourceVersion `version`.
-    pub fn keep_policy(&self, uid: &str, version: String, strategy: Box<dyn Strategy>) {
+    /// Caches the policy of search `uid` as saved or read.
+    pub fn keep_policy(&self, uid: &str, policy: CachedPolicy) {
         self.policies
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(uid.to_string(), (version, strategy));
+            .insert(uid.to_string(), policy);
     }
 
     /// Forgets the failures of `key` (after a successful reconcile).

@@ -48,7 +48,7 @@ pub async fn reconcile(probe: Arc<LatencyProbe>, ctx: Arc<Context>) -> Result<Ac
         return Ok(Action::await_change());
     }
     let pod = match (&status.pod_name, finished) {
-        (Some(p), false) => pods.get_opt(p).await?,
+        (Some(p), false) => ctx.pod(&pods, &namespace, p).await?,
         _ => None,
     };
     let same_key = if status.attempts == 0 {

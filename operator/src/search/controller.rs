@@ -29,7 +29,7 @@ use super::policy_store::{
 use super::status::{search_status, StatusInputs};
 use super::{resume, Phase};
 use crate::manifest;
-use crate::runtime::{apply, apply_status, key, now, Context, Error, Result};
+use crate::runtime::{apply, apply_status, key, now, CachedPolicy, Context, Error, Result};
 use crate::strategy;
 use crate::trial::plan::Note;
 
@@ -76,21 +76,39 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     };
 
     // Read: the policy state and this search's ChildTrials (owned by this uid: a deleted
-    // search's trials may linger until garbage collection).
-    // The ConfigMaps' metadata only (names, annotations, owners, resourceVersions): their data
-    // is read only when the policy cached from the last reconcile is stale. The trials come
-    // from the ChildTrial controller's cache when there is one.
+    // search's trials may linger until garbage collection). The policy comes from this
+    // process's last reconcile of the search when it ended well (see `CachedPolicy`: a write
+    // of the head fails if another writer changed it since). Otherwise the ConfigMaps'
+    // metadata is listed, and their data read and decoded only when a head exists. The trials
+    // come from the ChildTrial controller's cache when there is one.
     let selector = format!("{}={name}", labels::SEARCH);
-    let maps: Vec<ConfigMap> = config_maps
-        .list_metadata(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .into_iter()
-        .map(|m| ConfigMap {
-            metadata: m.metadata,
-            ..ConfigMap::default()
-        })
-        .collect();
+    let cached = ctx.take_policy(&uid);
+    // Objects of a deleted search of the same name wait for garbage collection: do not read
+    // or overwrite them.
+    let foreign = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+        refs.iter()
+            .any(|o| o.controller == Some(true) && o.uid != uid)
+    };
+    let (maps, head_version, strategy) = match cached {
+        Some(c) => (None, Some(c.version), Some(c.strategy)),
+        None => {
+            let maps: Vec<ConfigMap> = config_maps
+                .list_metadata(&ListParams::default().labels(&selector))
+                .await?
+                .items
+                .into_iter()
+                .map(|m| ConfigMap {
+                    metadata: m.metadata,
+                    ..ConfigMap::default()
+                })
+                .collect();
+            let head_version = maps
+                .iter()
+                .find(|m| m.metadata.name.as_deref() == Some(head_name(&name).as_str()))
+                .map(|m| m.metadata.resource_version.clone().unwrap_or_default());
+            (Some(maps), head_version, None)
+        }
+    };
     let children: Vec<Arc<ChildTrial>> = match ctx.cached_trials(&namespace, &name).await {
         Some(cached) => cached,
         None => trials
@@ -101,13 +119,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             .map(Arc::new)
             .collect(),
     };
-    // Objects of a deleted search of the same name wait for garbage collection: do not read
-    // or overwrite them.
-    let foreign = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
-        refs.iter()
-            .any(|o| o.controller == Some(true) && o.uid != uid)
-    };
-    if maps.iter().any(|m| foreign(m.owner_references()))
+    if maps.iter().flatten().any(|m| foreign(m.owner_references()))
         || children.iter().any(|c| foreign(c.owner_references()))
     {
         ctx.publish(
@@ -124,15 +136,8 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         .await;
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    let head_version = maps
-        .iter()
-        .find(|m| m.metadata.name.as_deref() == Some(head_name(&name).as_str()))
-        .map(|m| m.metadata.resource_version.clone().unwrap_or_default());
     let has_head = head_version.is_some();
-    let cached = head_version
-        .as_deref()
-        .and_then(|v| ctx.take_policy(&uid, v));
-    let strategy = if let Some(strategy) = cached {
+    let strategy = if let Some(strategy) = strategy {
         strategy
     } else if has_head {
         let full: Vec<ConfigMap> = config_maps
@@ -211,12 +216,29 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             field_manager: Some(crate::runtime::MANAGER.into()),
             ..kube::api::PostParams::default()
         };
+        // The parts that exist, and those a writer stopped half-way left, listed now (a
+        // cached policy skipped the listing at the read; one made before then would miss
+        // parts that a writer stopped while its requests were in flight created since).
+        let maps = match maps {
+            Some(maps) => maps,
+            None => config_maps
+                .list_metadata(&ListParams::default().labels(&selector))
+                .await?
+                .items
+                .into_iter()
+                .map(|m| ConfigMap {
+                    metadata: m.metadata,
+                    ..ConfigMap::default()
+                })
+                .collect(),
+        };
         let new_maps = to_config_maps(&name, &namespace, &core.strategy().save());
         for mut map in new_maps.iter().cloned() {
             map.metadata.owner_references = Some(vec![owner.clone()]);
             let read = maps.iter().find(|m| m.metadata.name == map.metadata.name);
             if map.metadata.name.as_deref() == Some(head_name(&name).as_str()) {
-                match read.and_then(|m| m.metadata.resource_version.clone()) {
+                // The version this state was read or saved at, not the one listed now.
+                match head_version.clone() {
                     Some(version) => {
                         // A replace (PUT) carrying the resourceVersion read: 409 if another
                         // writer changed the head since. (Not a server-side apply or a merge
@@ -409,7 +431,13 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         Some(SearchPhase::Succeeded) | Some(SearchPhase::Failed)
     );
     if let (Some(version), false) = (saved_version, finished) {
-        ctx.keep_policy(&uid, version, core.into_strategy());
+        ctx.keep_policy(
+            &uid,
+            CachedPolicy {
+                version,
+                strategy: core.into_strategy(),
+            },
+        );
     }
     ctx.succeeded(&key(search.as_ref()));
     Ok(match status.phase {

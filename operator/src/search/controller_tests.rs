@@ -359,7 +359,7 @@ async fn an_untrustworthy_policy_state_starts_nothing() {
 }
 
 #[tokio::test]
-async fn the_policy_saved_is_reused_until_another_writer_changes_the_head() {
+async fn the_policy_saved_is_reused_and_a_write_over_another_writer_fails_with_409() {
     let s = search("{maxTrials: 3, parallelism: 2}");
     let (ctx, server) = mock::context();
     let object = serde_json::to_value(&s).unwrap();
@@ -410,18 +410,17 @@ async fn the_policy_saved_is_reused_until_another_writer_changes_the_head() {
     };
     let (head, trials) = created.lock().unwrap().clone();
     let head = head.unwrap();
-    // Second reconcile, head still at 7: the cached policy is used, so the ConfigMaps are
-    // listed once (metadata) and never read in full; nothing changed, nothing is written.
+    // Second reconcile: the cached policy is used, so the ConfigMaps are neither listed nor
+    // read; nothing changed, nothing is written.
     let second = {
         let (ctx, s) = (ctx.clone(), s.clone());
         async move { reconcile(Arc::new(s), ctx).await.unwrap() }
     };
     let server = {
-        let (head, trials) = (head.clone(), trials.clone());
+        let trials = trials.clone();
         let object = object.clone();
         mock::run_keeping(second, async move {
             let mut api = server;
-            api.expect_list(MAPS, SELECTOR, vec![head]).await;
             api.expect_list(TRIALS, SELECTOR, trials).await;
             api.expect_status(&format!("{SEARCH}/status?"), &object)
                 .await;
@@ -430,14 +429,62 @@ async fn the_policy_saved_is_reused_until_another_writer_changes_the_head() {
         .await
         .1
     };
-    // Third, the head at 8 (another writer saved): the state is read in full again.
-    let mut moved = head;
+    // Third: both trials finished, and meanwhile another writer saved (the head is at 8).
+    // To write, the ConfigMaps are listed (which parts exist); the write of the head carries
+    // the cached resourceVersion 7, not the listed 8, and gets 409 Conflict: the reconcile
+    // fails before it creates any child, and drops the cached policy.
+    let mut moved = head.clone();
     moved["metadata"]["resourceVersion"] = json!("8");
+    let finished: Vec<Value> = trials
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            t["status"] =
+                json!({"phase": "Succeeded", "reward": 0.5, "metrics": {"accuracy": 0.5}});
+            t
+        })
+        .collect();
     let third = {
+        let (ctx, s) = (ctx.clone(), s.clone());
+        async move { reconcile(Arc::new(s), ctx).await }
+    };
+    let server = {
+        let (finished, moved) = (finished.clone(), moved.clone());
+        mock::run_keeping(third, async move {
+            let mut api = server;
+            api.expect_list(TRIALS, SELECTOR, finished).await;
+            api.expect_list(MAPS, SELECTOR, vec![moved]).await;
+            let put = api
+                .expect(
+                    "PUT",
+                    &format!("{MAPS}/cifar-policy?"),
+                    &["fieldManager=nasop-operator"],
+                    |_| {
+                        (
+                            409,
+                            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                "reason": "Conflict", "code": 409,
+                                "message": "the object has been modified"}),
+                        )
+                    },
+                )
+                .await;
+            assert_eq!(put.body["metadata"]["resourceVersion"], "7");
+            api
+        })
+        .await
+    };
+    let (third, server) = server;
+    assert!(
+        matches!(&third, Err(crate::runtime::Error::Kube(kube::Error::Api(e))) if e.code == 409),
+        "{third:?}"
+    );
+    // Fourth: with no cached policy the ConfigMaps are listed and the state read in full.
+    let fourth = {
         let ctx = ctx.clone();
         async move { reconcile(Arc::new(s), ctx).await.unwrap() }
     };
-    let server = mock::run_keeping(third, async move {
+    let server = mock::run_keeping(fourth, async move {
         let mut api = server;
         api.expect_list(MAPS, SELECTOR, vec![moved.clone()]).await;
         api.expect_list(TRIALS, SELECTOR, trials).await;

@@ -47,10 +47,7 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
         return Ok(Action::await_change());
     }
     let pod = match (&status.pod_name, finished, status.metrics.is_some()) {
-        (Some(p), false, false) => match ctx.cached_pod(&namespace, p) {
-            Some(cached) => Some(Pod::clone(&cached)),
-            None => pods.get_opt(p).await?,
-        },
+        (Some(p), false, false) => ctx.pod(&pods, &namespace, p).await?,
         _ => None,
     };
     let probe = match (&status.probe_name, finished) {
