@@ -124,6 +124,8 @@ pub struct CachedPolicy {
     pub version: String,
     /// The policy.
     pub strategy: Box<dyn Strategy>,
+    /// The checkpoint its stored journal is on (`None`: stored whole).
+    pub checkpoint: Option<crate::search::policy_store::Checkpoint>,
 }
 
 /// First retry delay after a failed reconcile; doubles per consecutive failure of the same
@@ -186,7 +188,9 @@ impl Context {
 
     /// Pod `name` of `namespace`: the cached one when the Pod cache holds it (see
     /// [`Context::cached_pod`]), else read with a GET through `pods`; `None` when the API
-    /// server has no such Pod.
+    /// server has no such Pod. Only for the ChildTrial controller: the cache is fed by the
+    /// watch that wakes it, and applies each change before the wake-up. Another controller,
+    /// woken by its own watch, may read the Pod from before the change that woke it.
     ///
     /// # Errors
     /// The GET's API error.
@@ -387,14 +391,16 @@ pub fn now() -> Time {
 
 /// Shortest time between two writes of one search's policy state.
 ///
-/// A PPO state is about 1.4 MB as written (weights and Adam moments, base64), and etcd keeps
-/// every revision until the API server compacts (every 5 minutes by default; etcd's default
-/// backend quota is 2 GiB, etcd.io/docs/v3.6/op-guide/maintenance). Unthrottled, `make
-/// bench-scale` wrote about 3.8 MB/s and filled the quota ("mvcc: database space exceeded")
-/// at 19,000 trials. At most one write per 2 s bounds that to 0.7 MB/s (about 210 MB per
-/// compaction interval); results that arrive meanwhile are told to the policy in memory and
-/// saved with the next write, before any child they lead to is created.
-pub const MIN_SAVE_INTERVAL: Duration = Duration::from_secs(2);
+/// etcd keeps every revision until the API server compacts (every 5 minutes by default;
+/// etcd's default backend quota is 2 GiB, etcd.io/docs/v3.6/op-guide/maintenance). When each
+/// write carried a whole PPO state (about 1.4 MB as written), `make bench-scale` wrote about
+/// 3.8 MB/s unthrottled and filled the quota ("mvcc: database space exceeded") at 19,000
+/// trials. Now most writes are the head's journal (tens of KB; see
+/// [`crate::search::policy_store`]), and a write every 500 ms carries about 16 results at
+/// 32 trials/s, so the children they lead to start in one round of creations. Results that
+/// arrive meanwhile are told to the policy in memory and saved with the next write, before
+/// any child they lead to is created.
+pub const MIN_SAVE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long to wait before the next policy-state write, given the last one (`None`: never
 /// from this process) and `now`; `None` when a write may happen now.
@@ -507,8 +513,34 @@ pub async fn run(
         .zip(apis::<Pod>(client, &scope))
         .zip(keys)
     {
+        // The ChildTrial cache, shared with the search reconciler, keeps the objects without
+        // what no reconciler reads (see `slim_cached_trial`). Each change is applied to the
+        // cache first, then wakes the ChildTrial and its search: a search woken by a watch of
+        // its own could read the cache before the change that woke it got there, see its
+        // trial still running, and not be woken again (seen as a search stalled until its
+        // 5-minute resync).
+        let (trial_store, writer) = kube::runtime::reflector::store::<ChildTrial>();
+        let (to_search, search_trigger) = futures::channel::mpsc::unbounded::<ChildTrial>();
+        let trial_stream = kube::runtime::reflector(
+            writer,
+            watcher(trials, watcher::Config::default()).modify(slim_cached_trial),
+        )
+        .inspect(move |event| {
+            if let Ok(
+                watcher::Event::Apply(t) | watcher::Event::InitApply(t) | watcher::Event::Delete(t),
+            ) = event
+            {
+                // Only fails once the search controller has stopped.
+                let _ = to_search.unbounded_send(t.clone());
+            }
+        })
+        .applied_objects();
+        ctx.trial_stores
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), trial_store.clone());
         let search = Controller::new(searches, watcher::Config::default())
-            .owns(trials.clone(), watcher::Config::default())
+            .owns_stream(search_trigger.map(Ok))
             .with_config(config.clone())
             .graceful_shutdown_on(stop())
             .run(
@@ -517,18 +549,6 @@ pub async fn run(
                 ctx.clone(),
             )
             .for_each(log_queue_errors);
-        // The ChildTrial cache, shared with the search reconciler, keeps the objects without
-        // what no reconciler reads (see `slim_cached_trial`).
-        let (trial_store, writer) = kube::runtime::reflector::store::<ChildTrial>();
-        let trial_stream = kube::runtime::reflector(
-            writer,
-            watcher(trials, watcher::Config::default()).modify(slim_cached_trial),
-        )
-        .applied_objects();
-        ctx.trial_stores
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), trial_store.clone());
         // The operator's Pods: cached (without managedFields) for the trial reconciler, and
         // each change wakes the ChildTrial that owns the Pod (deletions too: a vanished Pod
         // is a disruption).
@@ -615,8 +635,8 @@ mod tests {
         assert_eq!(save_wait(None, t0), None, "never written: write now");
         assert_eq!(save_wait(Some(t0), t0), Some(MIN_SAVE_INTERVAL));
         assert_eq!(
-            save_wait(Some(t0), t0 + Duration::from_millis(500)),
-            Some(Duration::from_millis(1500))
+            save_wait(Some(t0), t0 + Duration::from_millis(200)),
+            Some(Duration::from_millis(300))
         );
         assert_eq!(save_wait(Some(t0), t0 + MIN_SAVE_INTERVAL), None);
         assert_eq!(save_wait(Some(t0), t0 + Duration::from_secs(60)), None);

@@ -13,6 +13,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use nasop::metrics::Metrics;
 use nasop::runtime::{self, Context, Scope};
+use nasop::search::policy_store::Stored;
 use nasop_crds::api::{ArchitectureSearch, ChildTrial, LatencyProbe, SearchPhase, TrialPhase};
 use nasop_tests::apiserver::{install_crds, namespace, ApiServer};
 use nasop_tests::kubelet::{Kubelet, KubeletConfig};
@@ -401,10 +402,16 @@ async fn ten_kills_at_random_points_lose_nothing_and_duplicate_nothing() {
         .await
         .unwrap()
         .items;
-    let bytes = nasop::search::policy_store::from_config_maps("kills", &stored).unwrap();
     let referenced = nasop::search::policy_store::referenced_parts("kills", &stored);
     assert_eq!(stored.len(), 1 + referenced.len(), "stale parts left");
-    let restored = nasop::strategy::restore(&space, &done.spec.strategy, &bytes).unwrap();
+    // A PPO state: a checkpoint and the journal of the results told since.
+    let Ok(Stored::Journal { bytes, journal, .. }) =
+        nasop::search::policy_store::read_stored("kills", &stored)
+    else {
+        panic!("a checkpoint and a journal")
+    };
+    let restored =
+        nasop::strategy::restore_journal(&space, &done.spec.strategy, &bytes, &journal).unwrap();
     assert_eq!(restored.counts(), reference.counts());
     assert!(restored.pending().is_empty(), "no proposal waits");
 }

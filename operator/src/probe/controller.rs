@@ -48,7 +48,10 @@ pub async fn reconcile(probe: Arc<LatencyProbe>, ctx: Arc<Context>) -> Result<Ac
         return Ok(Action::await_change());
     }
     let pod = match (&status.pod_name, finished) {
-        (Some(p), false) => ctx.pod(&pods, &namespace, p).await?,
+        // A GET, not the Pod cache: that cache is fed by the ChildTrial controller's watch,
+        // so when this probe is woken by its own watch the cache may not hold the change
+        // yet, and nothing would wake the probe again (seen as a probe stuck Running).
+        (Some(p), false) => pods.get_opt(p).await?,
         _ => None,
     };
     let same_key = if status.attempts == 0 {

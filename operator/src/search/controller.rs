@@ -24,7 +24,8 @@ use super::children::{
     blocked_status, budget_spent, child_trial, derived_seed, gpu_seconds, gpus_per_trial, record_of,
 };
 use super::policy_store::{
-    from_config_maps, head_name, referenced_parts, stale_parts, to_config_maps,
+    checkpoint_maps, head_name, journal_head, plan_write, read_stored, referenced_parts,
+    stale_parts, to_config_maps, Stored, Write,
 };
 use super::status::{search_status, StatusInputs};
 use super::{resume, Phase};
@@ -90,7 +91,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             .any(|o| o.controller == Some(true) && o.uid != uid)
     };
     let (maps, head_version, strategy) = match cached {
-        Some(c) => (None, Some(c.version), Some(c.strategy)),
+        Some(c) => (None, Some(c.version), Some((c.strategy, c.checkpoint))),
         None => {
             let maps: Vec<ConfigMap> = config_maps
                 .list_metadata(&ListParams::default().labels(&selector))
@@ -137,17 +138,28 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     let has_head = head_version.is_some();
-    let strategy = if let Some(strategy) = strategy {
-        strategy
+    // The checkpoint the stored state's journal is on (`None`: stored whole, or not yet).
+    let (strategy, mut checkpoint) = if let Some(cached) = strategy {
+        cached
     } else if has_head {
         let full: Vec<ConfigMap> = config_maps
             .list(&ListParams::default().labels(&selector))
             .await?
             .items;
-        match from_config_maps(&name, &full)
+        let spec = &search.spec.strategy;
+        match read_stored(&name, &full)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                strategy::restore(&space, &search.spec.strategy, &bytes).map_err(|e| e.to_string())
+            .and_then(|stored| match stored {
+                Stored::Whole(bytes) => strategy::restore(&space, spec, &bytes)
+                    .map(|s| (s, None))
+                    .map_err(|e| e.to_string()),
+                Stored::Journal {
+                    checkpoint,
+                    bytes,
+                    journal,
+                } => strategy::restore_journal(&space, spec, &bytes, &journal)
+                    .map(|s| (s, Some(checkpoint)))
+                    .map_err(|e| e.to_string()),
             }) {
             Ok(s) => s,
             Err(e) => {
@@ -159,7 +171,10 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             }
         }
     } else if children.is_empty() {
-        strategy::build(&space, &search.spec.strategy, derived_seed(&uid))?
+        (
+            strategy::build(&space, &search.spec.strategy, derived_seed(&uid))?,
+            None,
+        )
     } else {
         let message = format!(
             "ConfigMap {} (the policy state) is missing while {} trials exist; no trial is started",
@@ -232,45 +247,72 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
                 })
                 .collect(),
         };
-        let new_maps = to_config_maps(&name, &namespace, &core.strategy().save());
-        for mut map in new_maps.iter().cloned() {
-            map.metadata.owner_references = Some(vec![owner.clone()]);
-            let read = maps.iter().find(|m| m.metadata.name == map.metadata.name);
-            if map.metadata.name.as_deref() == Some(head_name(&name).as_str()) {
-                // The version this state was read or saved at, not the one listed now.
-                match head_version.clone() {
-                    Some(version) => {
-                        // A replace (PUT) carrying the resourceVersion read: 409 if another
-                        // writer changed the head since. (Not a server-side apply or a merge
-                        // patch: the API server then merges the patch into the stored object
-                        // of about 1.3 MB, which made the save step of a reconcile about twice
-                        // as slow in `make bench-scale`: p50 160-200 ms against 106 ms.)
-                        map.metadata.resource_version = Some(version);
-                        saved_version = config_maps
-                            .replace(&head_name(&name), &post, &map)
-                            .await?
-                            .metadata
-                            .resource_version;
-                    }
-                    None => {
-                        saved_version = config_maps
-                            .create(&post, &map)
-                            .await?
-                            .metadata
-                            .resource_version;
-                    }
-                }
-            } else if read.is_none() {
-                match config_maps.create(&post, &map).await {
-                    Err(kube::Error::Api(e)) if e.code == 409 => {} // same name, same bytes
-                    other => {
-                        other?;
-                    }
+        // Most writes are the head alone (the journal of results since the checkpoint);
+        // a new checkpoint's parts are created first when one is due.
+        let (parts, head, written) = match plan_write(core.strategy_mut(), checkpoint.as_ref()) {
+            Write::Journal {
+                checkpoint,
+                journal,
+            } => (
+                Vec::new(),
+                journal_head(&name, &namespace, &checkpoint, &journal),
+                Some(checkpoint),
+            ),
+            Write::Checkpoint {
+                checkpoint,
+                bytes,
+                journal,
+            } => (
+                checkpoint_maps(&name, &namespace, &checkpoint, &bytes),
+                journal_head(&name, &namespace, &checkpoint, &journal),
+                Some(checkpoint),
+            ),
+            Write::Whole(bytes) => {
+                let mut maps = to_config_maps(&name, &namespace, &bytes);
+                let head = maps.pop().expect("a head");
+                (maps, head, None)
+            }
+        };
+        for mut part in parts {
+            if maps.iter().any(|m| m.metadata.name == part.metadata.name) {
+                continue;
+            }
+            part.metadata.owner_references = Some(vec![owner.clone()]);
+            match config_maps.create(&post, &part).await {
+                Err(kube::Error::Api(e)) if e.code == 409 => {} // same name, same bytes
+                other => {
+                    other?;
                 }
             }
         }
+        let mut head = head;
+        head.metadata.owner_references = Some(vec![owner.clone()]);
+        // The version this state was read or saved at, not the one listed now.
+        match head_version.clone() {
+            Some(version) => {
+                // A replace (PUT) carrying the resourceVersion read: 409 if another
+                // writer changed the head since. (Not a server-side apply or a merge
+                // patch: the API server then merges the patch into the stored object,
+                // which made the save step about twice as slow in `make bench-scale` when
+                // the head held a whole state of 1.3 MB: p50 160-200 ms against 106 ms.)
+                head.metadata.resource_version = Some(version);
+                saved_version = config_maps
+                    .replace(&head_name(&name), &post, &head)
+                    .await?
+                    .metadata
+                    .resource_version;
+            }
+            None => {
+                saved_version = config_maps
+                    .create(&post, &head)
+                    .await?
+                    .metadata
+                    .resource_version;
+            }
+        }
+        checkpoint = written;
         ctx.saved_policy(&uid);
-        let kept = referenced_parts(&name, &new_maps);
+        let kept = referenced_parts(&name, std::slice::from_ref(&head));
         for part in stale_parts(&name, &maps, &kept) {
             match config_maps.delete(&part, &Default::default()).await {
                 Ok(_) => {}
@@ -436,6 +478,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             CachedPolicy {
                 version,
                 strategy: core.into_strategy(),
+                checkpoint,
             },
         );
     }

@@ -329,6 +329,11 @@ impl Search {
         self.strategy.as_ref()
     }
 
+    /// The strategy, to change (mark a checkpoint when its state is stored).
+    pub fn strategy_mut(&mut self) -> &mut dyn Strategy {
+        self.strategy.as_mut()
+    }
+
     /// The strategy, to keep beyond this search value (the operator caches it between
     /// reconciles).
     pub fn into_strategy(self) -> Box<dyn Strategy> {

@@ -102,6 +102,27 @@ struct Completed {
     reward: f64,
 }
 
+/// What a policy update reads and changes besides the weights and Adam moments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Learner {
+    baseline: Option<f64>,
+    completed: Vec<Completed>,
+    adam_steps: i64,
+    elite: Vec<Completed>,
+    updates: u64,
+}
+
+/// The results told since the last checkpoint (weights and Adam moments stored apart), with
+/// the learner state at that checkpoint: told again, in order, to the checkpoint's policy they
+/// make the same updates and so give the current weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Journal {
+    base: Learner,
+    told: Vec<Completed>,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct State {
@@ -114,6 +135,9 @@ struct State {
     adam_steps: i64,
     /// The best results so far (at most `replay_top`), best first (replayed in updates).
     elite: Vec<Completed>,
+    /// Since the last checkpoint (`None` before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    journal: Option<Journal>,
 }
 
 /// The LSTM policy's parameters and Adam moments.
@@ -458,6 +482,7 @@ impl Controller {
                 completed: Vec::new(),
                 adam_steps: 0,
                 elite: Vec::new(),
+                journal: None,
             },
         })
     }
@@ -478,6 +503,69 @@ impl Controller {
             policy,
             state,
         })
+    }
+
+    /// Restores a controller from a checkpoint (a [`Strategy::save`] taken at
+    /// [`Strategy::checkpointed`]) and a later [`Strategy::save_journal`]: the results the
+    /// journal records are told again to the checkpoint's policy, which makes the same updates,
+    /// and the journal's state (generator, pending proposals, counters) is taken as it was
+    /// saved. Exact on the same build and CPU (one libtorch thread); elsewhere the weights may
+    /// differ in the last bits, never the proposals already made.
+    ///
+    /// # Errors
+    /// [`StrategyError::State`] for a journal that is not JSON of this controller, that does
+    /// not start at this checkpoint, or whose replay does not reproduce its recorded baseline,
+    /// batch and update count.
+    pub(super) fn restore_journal(
+        space: &SearchSpace,
+        settings: ControllerSettings,
+        checkpoint: SavedState,
+        journal: &[u8],
+    ) -> Result<Self, StrategyError> {
+        let mut c = Self::restore(space, settings, checkpoint)?;
+        let bad = |m: String| StrategyError::State(format!("policy journal: {m}"));
+        let state: State = serde_json::from_slice(journal).map_err(|e| bad(e.to_string()))?;
+        state.core.check(space)?;
+        if state.core.algorithm != c.state.core.algorithm {
+            return Err(bad(format!(
+                "written by {}, the checkpoint by {}",
+                state.core.algorithm, c.state.core.algorithm
+            )));
+        }
+        let j = state
+            .journal
+            .clone()
+            .ok_or_else(|| bad("no checkpoint recorded".into()))?;
+        if c.learner() != j.base {
+            return Err(bad(
+                "it does not start at this checkpoint (another update's weights)".into(),
+            ));
+        }
+        for done in j.told {
+            c.state.completed.push(done);
+            while c.state.completed.len() >= c.settings.batch_size {
+                c.update();
+            }
+        }
+        let replayed = c.learner();
+        c.state = state;
+        if c.learner() != replayed {
+            return Err(bad(
+                "told again, its results do not give its recorded baseline, batch and updates"
+                    .into(),
+            ));
+        }
+        Ok(c)
+    }
+
+    fn learner(&self) -> Learner {
+        Learner {
+            baseline: self.state.baseline,
+            completed: self.state.completed.clone(),
+            adam_steps: self.state.adam_steps,
+            elite: self.state.elite.clone(),
+            updates: self.state.core.counts.updates,
+        }
     }
 
     /// The EMA reward baseline (`None` before the first update).
@@ -648,11 +736,15 @@ impl Strategy for Controller {
         // Proposals carry their sampling-time log-probability; one restored without it (a
         // hand-edited state) is scored by the current policy.
         let log_prob = p.log_prob.unwrap_or_else(|| self.log_prob(&p.decisions));
-        self.state.completed.push(Completed {
+        let done = Completed {
             decisions: p.decisions,
             log_prob,
             reward,
-        });
+        };
+        if let Some(journal) = &mut self.state.journal {
+            journal.told.push(done.clone());
+        }
+        self.state.completed.push(done);
         while self.state.completed.len() >= self.settings.batch_size {
             self.update();
         }
@@ -673,6 +765,24 @@ impl Strategy for Controller {
 
     fn tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         self.policy.tensors()
+    }
+
+    fn journal_len(&self) -> Option<usize> {
+        self.state.journal.as_ref().map(|j| j.told.len())
+    }
+
+    fn save_journal(&self) -> Option<Vec<u8>> {
+        self.state
+            .journal
+            .as_ref()
+            .map(|_| serde_json::to_vec(&self.state).expect("state serializes"))
+    }
+
+    fn checkpointed(&mut self) {
+        self.state.journal = Some(Journal {
+            base: self.learner(),
+            told: Vec::new(),
+        });
     }
 }
 

@@ -110,6 +110,116 @@ fn a_restored_strategy_makes_exactly_the_same_proposals() {
 }
 
 #[test]
+fn a_checkpoint_and_its_journal_restore_exactly_the_same_controller() {
+    let space = nb201();
+    for algorithm in [Algorithm::Ppo, Algorithm::Reinforce] {
+        let mut spec = spec(algorithm);
+        if let Some(c) = spec.controller.as_mut() {
+            c.replay_top = 2; // the elite joins every update
+        }
+        let mut a = build(&space, &spec, 11).unwrap();
+        assert_eq!(a.journal_len(), None);
+        assert_eq!(a.save_journal(), None, "no checkpoint yet");
+        drive(a.as_mut(), 3);
+        let checkpoint = a.save();
+        a.checkpointed();
+        assert_eq!(a.journal_len(), Some(0));
+        let updates = a.counts().updates;
+        // Results after the checkpoint, some while proposals are pending.
+        drive(a.as_mut(), 7);
+        let open = a.ask(2);
+        let journal = a.save_journal().unwrap();
+        assert_eq!(
+            a.journal_len(),
+            Some(20),
+            "{algorithm:?}: 21 proposed, 1 failed"
+        );
+        assert!(a.counts().updates >= updates + 5, "{:?}", a.counts());
+        assert!(
+            journal.len() * 50 < checkpoint.len(),
+            "{algorithm:?}: journal {} bytes, checkpoint {}",
+            journal.len(),
+            checkpoint.len()
+        );
+        let mut b = restore_journal(&space, &spec, &checkpoint, &journal).unwrap();
+        assert_eq!(
+            b.save(),
+            a.save(),
+            "{algorithm:?}: same weights, moments and state"
+        );
+        assert_eq!(b.pending(), a.pending());
+        for p in &open {
+            a.tell(p.id, reward(p)).unwrap();
+            b.tell(p.id, reward(p)).unwrap();
+        }
+        assert_eq!(drive(a.as_mut(), 4), drive(b.as_mut(), 4), "{algorithm:?}");
+        assert_eq!(b.save_journal(), a.save_journal());
+
+        // Not its checkpoint: an older or a newer one.
+        let err = |c: &[u8], j: &[u8]| {
+            restore_journal(&space, &spec, c, j)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let older = build(&space, &spec, 11).unwrap().save();
+        assert!(
+            err(&older, &journal).contains("does not start at this checkpoint"),
+            "{}",
+            err(&older, &journal)
+        );
+        // A result changed after it was recorded: the replay does not reproduce the state.
+        let mut edited: serde_json::Value = serde_json::from_slice(&journal).unwrap();
+        let reward = &mut edited["journal"]["told"][0]["reward"];
+        *reward = serde_json::json!(reward.as_f64().unwrap() + 0.5);
+        let edited = serde_json::to_vec(&edited).unwrap();
+        assert!(
+            err(&checkpoint, &edited).contains("do not give its recorded baseline"),
+            "{}",
+            err(&checkpoint, &edited)
+        );
+        assert!(err(&checkpoint, b"{")
+            .starts_with("strategy state cannot be restored: policy journal:"));
+    }
+    // Strategies without tensors keep no journal.
+    for algorithm in [Algorithm::Evolution, Algorithm::Random] {
+        let mut s = build(&space, &spec(algorithm), 1).unwrap();
+        s.checkpointed();
+        assert_eq!((s.journal_len(), s.save_journal()), (None, None));
+        let saved = s.save();
+        assert!(restore_journal(&space, &spec(algorithm), &saved, b"{}")
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("kept by controllers (PPO, REINFORCE) only"));
+    }
+}
+
+#[test]
+fn without_dedupe_the_state_does_not_grow_with_each_proposal() {
+    let space = nb201();
+    let mut spec = spec(Algorithm::Random);
+    spec.dedupe = false;
+    let mut s = build(&space, &spec, 1).unwrap();
+    let empty = s.save().len();
+    drive(s.as_mut(), 100);
+    assert_eq!(s.counts().proposed, 300);
+    assert!(
+        s.save().len() < empty + 100,
+        "{} -> {}",
+        empty,
+        s.save().len()
+    );
+    spec.dedupe = true;
+    let mut s = build(&space, &spec, 1).unwrap();
+    drive(s.as_mut(), 100);
+    assert!(
+        s.save().len() > empty + 300 * 16,
+        "the dedupe set holds 300 hashes"
+    );
+}
+
+#[test]
 fn the_same_seed_gives_the_same_search_and_another_seed_another() {
     for algorithm in ALL {
         let run = |seed| drive(build(&nb201(), &spec(algorithm), seed).unwrap().as_mut(), 4);
