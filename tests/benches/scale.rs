@@ -16,7 +16,10 @@
 //! 100 ms; no per-trial cost growing with the finished trials; status under 64 KiB.
 //!
 //! Usage: `cargo bench -p nasop-tests --bench scale -- [TRIALS...] [--algorithm A]
-//! [--parallelism P]` (defaults: 1000 5000 20000, PPO, 450).
+//! [--parallelism P]` (defaults: 1000 5000 20000, PPO, 450). The operator's log goes to
+//! `/tmp/nasop-bench-scale-<trials>.log` (filter `$NASOP_BENCH_LOG`, default `warn`; with
+//! `warn,nasop::search=debug` one line per search reconcile: results told, children created,
+//! what was written, milliseconds) and its final metrics to `/tmp/nasop-bench-scale-<trials>.metrics`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -149,8 +152,16 @@ async fn run(n: i64, algorithm: &str, parallelism: i64, table: Arc<Table>) -> Ro
             "false",
         ])
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-        .args(["--log", "warn", "--log-format", "json"])
+        // NASOP_BENCH_LOG: the operator's log filter (e.g. `warn,nasop::search=debug`).
+        .args([
+            "--log",
+            &std::env::var("NASOP_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            "--log-format",
+            "json",
+        ])
         .env("KUBECONFIG", &server.kubeconfig)
+        // As in the operator's image (docker/operator.Dockerfile).
+        .env("MALLOC_ARENA_MAX", "2")
         .stdout(std::process::Stdio::null())
         .stderr(log)
         .spawn()
@@ -220,6 +231,7 @@ spec:
     eprintln!();
     let seconds = start.elapsed().as_secs_f64();
     let text = scrape(port);
+    let _ = std::fs::write(format!("/tmp/nasop-bench-scale-{n}.metrics"), &text);
     let (_, peak_mib) = memory_mib(operator.id());
     let mut p50_p99 = BTreeMap::new();
     for controller in ["architecturesearch", "childtrial"] {
@@ -304,7 +316,12 @@ fn main() {
     for n in sizes {
         let row = runtime.block_on(run(n, &algorithm, parallelism, table.clone()));
         rows.push(row);
+        // The tables so far after each size (a long run stopped early keeps what it measured).
+        print_tables(&algorithm, parallelism, &rows);
     }
+}
+
+fn print_tables(algorithm: &str, parallelism: i64, rows: &[Row]) {
     println!(
         "\n{algorithm}, parallelism {parallelism}, instant fake kubelet, real kube-apiserver v1.34.4 + etcd v3.6.4\n"
     );
@@ -312,7 +329,7 @@ fn main() {
         "| trials | outcome | wall s | trials/s | first 1/5 | last 1/5 | peak MiB | search p50/p99 ms | trial p50/p99 ms | requests/trial | status bytes |"
     );
     println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for r in &rows {
+    for r in rows {
         let (s50, s99) = r.p50_p99["architecturesearch"];
         let (t50, t99) = r.p50_p99["childtrial"];
         println!(
@@ -331,7 +348,7 @@ fn main() {
     println!("\nSearch reconcile by step, p50/p99 ms (`nasop_search_step_seconds`):\n");
     println!("| trials | {} |", STEPS.join(" | "));
     println!("| ---: |{}", " ---: |".repeat(STEPS.len()));
-    for r in &rows {
+    for r in rows {
         let cells: Vec<String> = r
             .steps
             .iter()

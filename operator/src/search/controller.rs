@@ -54,6 +54,7 @@ pub const REASON_POLICY_STATE: &str = "PolicyStateInvalid";
 /// the space.
 pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let started = std::time::Instant::now();
     let mut steps = ctx.metrics.search_steps();
     let namespace = search
         .namespace()
@@ -218,6 +219,8 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     let changed =
         save_wait.is_none() && (!has_head || !resumed.told.is_empty() || !launched.is_empty());
     let mut saved_version = head_version.clone();
+    // What this reconcile wrote (debug log).
+    let mut wrote = "nothing";
     if changed {
         let owner = search
             .controller_owner_ref(&())
@@ -249,30 +252,33 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         };
         // Most writes are the head alone (the journal of results since the checkpoint);
         // a new checkpoint's parts are created first when one is due.
-        let (parts, head, written) = match plan_write(core.strategy_mut(), checkpoint.as_ref()) {
-            Write::Journal {
-                checkpoint,
-                journal,
-            } => (
-                Vec::new(),
-                journal_head(&name, &namespace, &checkpoint, &journal),
-                Some(checkpoint),
-            ),
-            Write::Checkpoint {
-                checkpoint,
-                bytes,
-                journal,
-            } => (
-                checkpoint_maps(&name, &namespace, &checkpoint, &bytes),
-                journal_head(&name, &namespace, &checkpoint, &journal),
-                Some(checkpoint),
-            ),
-            Write::Whole(bytes) => {
-                let mut maps = to_config_maps(&name, &namespace, &bytes);
-                let head = maps.pop().expect("a head");
-                (maps, head, None)
-            }
-        };
+        let (kind, parts, head, written) =
+            match plan_write(core.strategy_mut(), checkpoint.as_ref()) {
+                Write::Journal {
+                    checkpoint,
+                    journal,
+                } => (
+                    "journal",
+                    Vec::new(),
+                    journal_head(&name, &namespace, &checkpoint, &journal),
+                    Some(checkpoint),
+                ),
+                Write::Checkpoint {
+                    checkpoint,
+                    bytes,
+                    journal,
+                } => (
+                    "checkpoint",
+                    checkpoint_maps(&name, &namespace, &checkpoint, &bytes),
+                    journal_head(&name, &namespace, &checkpoint, &journal),
+                    Some(checkpoint),
+                ),
+                Write::Whole(bytes) => {
+                    let mut maps = to_config_maps(&name, &namespace, &bytes);
+                    let head = maps.pop().expect("a head");
+                    ("whole", maps, head, None)
+                }
+            };
         for mut part in parts {
             if maps.iter().any(|m| m.metadata.name == part.metadata.name) {
                 continue;
@@ -311,6 +317,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             }
         }
         checkpoint = written;
+        wrote = kind;
         ctx.saved_policy(&uid);
         let kept = referenced_parts(&name, std::slice::from_ref(&head));
         for part in stale_parts(&name, &maps, &kept) {
@@ -482,6 +489,15 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             },
         );
     }
+    tracing::debug!(
+        search = %name,
+        told = resumed.told.len(),
+        created = created.len(),
+        wrote,
+        waited = save_wait.is_some(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "search reconciled"
+    );
     ctx.succeeded(&key(search.as_ref()));
     Ok(match status.phase {
         Some(SearchPhase::Succeeded) | Some(SearchPhase::Failed) => Action::await_change(),
