@@ -94,16 +94,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     let (maps, head_version, strategy) = match cached {
         Some(c) => (None, Some(c.version), Some((c.strategy, c.checkpoint))),
         None => {
-            let maps: Vec<ConfigMap> = config_maps
-                .list_metadata(&ListParams::default().labels(&selector))
-                .await?
-                .items
-                .into_iter()
-                .map(|m| ConfigMap {
-                    metadata: m.metadata,
-                    ..ConfigMap::default()
-                })
-                .collect();
+            let maps = policy_maps(&config_maps, &selector).await?;
             let head_version = maps
                 .iter()
                 .find(|m| m.metadata.name.as_deref() == Some(head_name(&name).as_str()))
@@ -239,16 +230,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         // parts that a writer stopped while its requests were in flight created since).
         let maps = match maps {
             Some(maps) => maps,
-            None => config_maps
-                .list_metadata(&ListParams::default().labels(&selector))
-                .await?
-                .items
-                .into_iter()
-                .map(|m| ConfigMap {
-                    metadata: m.metadata,
-                    ..ConfigMap::default()
-                })
-                .collect(),
+            None => policy_maps(&config_maps, &selector).await?,
         };
         // Most writes are the head alone (the journal of results since the checkpoint);
         // a new checkpoint's parts are created first when one is due.
@@ -504,6 +486,21 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         // Results told while a write had to wait are saved, and children started, then.
         _ => Action::requeue(save_wait.map_or(RESYNC, |w| w.min(RESYNC))),
     })
+}
+
+/// The metadata of the search's policy ConfigMaps (names, annotations, owners,
+/// resourceVersions; no data), listed by `selector`.
+async fn policy_maps(config_maps: &Api<ConfigMap>, selector: &str) -> Result<Vec<ConfigMap>> {
+    Ok(config_maps
+        .list_metadata(&ListParams::default().labels(selector))
+        .await?
+        .items
+        .into_iter()
+        .map(|m| ConfigMap {
+            metadata: m.metadata,
+            ..ConfigMap::default()
+        })
+        .collect())
 }
 
 /// Writes the status of a search that cannot run and records a Warning Event (once per
