@@ -202,18 +202,7 @@ pub fn restore(
     bytes: &[u8],
 ) -> Result<Box<dyn Strategy>, StrategyError> {
     let saved = SavedState::decode(bytes)?;
-    let algorithm = saved
-        .json
-        .get("core")
-        .and_then(|c| c.get("algorithm"))
-        .and_then(|a| a.as_str())
-        .unwrap_or("");
-    if algorithm != spec.algorithm.name() {
-        return Err(StrategyError::State(format!(
-            "saved by algorithm {algorithm:?}, the spec says {:?}",
-            spec.algorithm.name()
-        )));
-    }
+    check_algorithm(&saved, spec)?;
     Ok(match spec.algorithm {
         Algorithm::Random => Box::new(RandomSearch::restore(space, saved)?),
         Algorithm::Evolution => Box::new(Evolution::restore(
@@ -243,6 +232,7 @@ pub fn restore_journal(
     journal: &[u8],
 ) -> Result<Box<dyn Strategy>, StrategyError> {
     let saved = SavedState::decode(checkpoint)?;
+    check_algorithm(&saved, spec)?;
     match spec.algorithm {
         Algorithm::Ppo | Algorithm::Reinforce => Ok(Box::new(Controller::restore_journal(
             space,
@@ -255,6 +245,23 @@ pub fn restore_journal(
             other.name()
         ))),
     }
+}
+
+/// Checks that `saved` was saved by the algorithm of `spec`.
+fn check_algorithm(saved: &SavedState, spec: &StrategySpec) -> Result<(), StrategyError> {
+    let algorithm = saved
+        .json
+        .get("core")
+        .and_then(|c| c.get("algorithm"))
+        .and_then(|a| a.as_str())
+        .unwrap_or("");
+    if algorithm != spec.algorithm.name() {
+        return Err(StrategyError::State(format!(
+            "saved by algorithm {algorithm:?}, the spec says {:?}",
+            spec.algorithm.name()
+        )));
+    }
+    Ok(())
 }
 
 /// The controller settings of a PPO or REINFORCE spec.

@@ -180,6 +180,18 @@ fn a_checkpoint_and_its_journal_restore_exactly_the_same_controller() {
         );
         assert!(err(&checkpoint, b"{")
             .starts_with("strategy state cannot be restored: policy journal:"));
+        // The spec names the other controller algorithm.
+        let mut other = spec.clone();
+        other.algorithm = if algorithm == Algorithm::Ppo {
+            Algorithm::Reinforce
+        } else {
+            Algorithm::Ppo
+        };
+        let theirs = restore_journal(&space, &other, &checkpoint, &journal)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(theirs.contains("the spec says"), "{theirs}");
     }
     // Strategies without tensors keep no journal.
     for algorithm in [Algorithm::Evolution, Algorithm::Random] {
