@@ -118,7 +118,7 @@ pub fn plan_write(strategy: &mut dyn Strategy, current: Option<&Checkpoint>) -> 
         Some(journal) if journal.len() <= MAX_JOURNAL_BYTES => Write::Checkpoint {
             checkpoint: Checkpoint {
                 sha256: hex(&Sha256::digest(&bytes)),
-                parts: bytes.len().div_ceil(PART_BYTES).max(1),
+                parts: split(&bytes).len(),
                 bytes: bytes.len(),
             },
             bytes,
@@ -140,26 +140,12 @@ pub fn checkpoint_maps(
     checkpoint: &Checkpoint,
     bytes: &[u8],
 ) -> Vec<ConfigMap> {
-    let chunks: Vec<&[u8]> = if bytes.is_empty() {
-        vec![&[][..]]
-    } else {
-        bytes.chunks(PART_BYTES).collect()
-    };
-    chunks
-        .iter()
+    split(bytes)
+        .into_iter()
         .enumerate()
         .map(|(i, chunk)| {
-            let mut map = policy_map(
-                search,
-                namespace,
-                checkpoint_part_name(search, &checkpoint.sha256, i + 1),
-                None,
-            );
-            map.binary_data = Some(BTreeMap::from([(
-                DATA_KEY.to_string(),
-                ByteString(chunk.to_vec()),
-            )]));
-            map
+            let name = checkpoint_part_name(search, &checkpoint.sha256, i + 1);
+            with_part(policy_map(search, namespace, name, None), chunk)
         })
         .collect()
 }
@@ -269,17 +255,11 @@ pub fn read_stored(search: &str, maps: &[ConfigMap]) -> Result<Stored, StoreErro
     let mut bytes = Vec::with_capacity(checkpoint.bytes.min(64 * 1024 * 1024));
     for k in 1..=checkpoint.parts {
         let chunk = part(&checkpoint_part_name(search, &checkpoint.sha256, k))
-            .and_then(|m| m.binary_data.as_ref())
-            .and_then(|d| d.get(DATA_KEY))
+            .and_then(part_data)
             .ok_or(StoreError::MissingPart(k))?;
-        bytes.extend_from_slice(&chunk.0);
+        bytes.extend_from_slice(chunk);
     }
-    if bytes.len() != checkpoint.bytes {
-        return Err(StoreError::Mismatch("length"));
-    }
-    if hex(&Sha256::digest(&bytes)) != checkpoint.sha256 {
-        return Err(StoreError::Mismatch("sha256"));
-    }
+    verify(&bytes, checkpoint.bytes, &checkpoint.sha256)?;
     Ok(Stored::Journal {
         checkpoint,
         bytes,
@@ -299,7 +279,10 @@ fn policy_map(
             name: Some(name),
             namespace: Some(namespace.to_string()),
             labels: Some(BTreeMap::from([
-                ("nasop.dev/search".to_string(), search.to_string()),
+                (
+                    nasop_crds::api::labels::SEARCH.to_string(),
+                    search.to_string(),
+                ),
                 (
                     "app.kubernetes.io/managed-by".to_string(),
                     "nasop".to_string(),
@@ -383,11 +366,7 @@ pub fn stale_parts(search: &str, listed: &[ConfigMap], kept: &[String]) -> Vec<S
 /// head carrying the count, length and checksum. Returned in write order: parts 1.. (named
 /// by the checksum) first, the head last.
 pub fn to_config_maps(search: &str, namespace: &str, state: &[u8]) -> Vec<ConfigMap> {
-    let chunks: Vec<&[u8]> = if state.is_empty() {
-        vec![&[][..]]
-    } else {
-        state.chunks(PART_BYTES).collect()
-    };
+    let chunks = split(state);
     let digest = hex(&Sha256::digest(state));
     chunks
         .iter()
@@ -400,17 +379,8 @@ pub fn to_config_maps(search: &str, namespace: &str, state: &[u8]) -> Vec<Config
                     (LENGTH_ANNOTATION.to_string(), state.len().to_string()),
                 ])
             });
-            let mut map = policy_map(
-                search,
-                namespace,
-                part_name(search, &digest, k),
-                annotations,
-            );
-            map.binary_data = Some(BTreeMap::from([(
-                DATA_KEY.to_string(),
-                ByteString(chunk.to_vec()),
-            )]));
-            map
+            let name = part_name(search, &digest, k);
+            with_part(policy_map(search, namespace, name, annotations), chunk)
         })
         .collect::<Vec<_>>()
         .into_iter()
@@ -451,20 +421,47 @@ pub fn from_config_maps(search: &str, maps: &[ConfigMap]) -> Result<Vec<u8>, Sto
         } else {
             part(&part_name(search, &digest, k)).ok_or(StoreError::MissingPart(k))?
         };
-        let bytes = cm
-            .binary_data
-            .as_ref()
-            .and_then(|d| d.get(DATA_KEY))
-            .ok_or(StoreError::MissingPart(k))?;
-        state.extend_from_slice(&bytes.0);
+        state.extend_from_slice(part_data(cm).ok_or(StoreError::MissingPart(k))?);
     }
-    if state.len() != length {
+    verify(&state, length, &digest)?;
+    Ok(state)
+}
+
+/// `state` in parts of at most [`PART_BYTES`] (an empty state is one empty part).
+fn split(state: &[u8]) -> Vec<&[u8]> {
+    if state.is_empty() {
+        vec![&[][..]]
+    } else {
+        state.chunks(PART_BYTES).collect()
+    }
+}
+
+/// `map` holding `chunk` as its part's data.
+fn with_part(mut map: ConfigMap, chunk: &[u8]) -> ConfigMap {
+    map.binary_data = Some(BTreeMap::from([(
+        DATA_KEY.to_string(),
+        ByteString(chunk.to_vec()),
+    )]));
+    map
+}
+
+/// The part's data a ConfigMap holds, if any.
+fn part_data(map: &ConfigMap) -> Option<&[u8]> {
+    map.binary_data
+        .as_ref()
+        .and_then(|d| d.get(DATA_KEY))
+        .map(|b| b.0.as_slice())
+}
+
+/// Checks reassembled bytes against the recorded length and SHA-256 (hex).
+fn verify(bytes: &[u8], length: usize, sha256: &str) -> Result<(), StoreError> {
+    if bytes.len() != length {
         return Err(StoreError::Mismatch("length"));
     }
-    if hex(&Sha256::digest(&state)) != digest {
+    if hex(&Sha256::digest(bytes)) != sha256 {
         return Err(StoreError::Mismatch("sha256"));
     }
-    Ok(state)
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
