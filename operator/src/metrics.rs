@@ -44,6 +44,9 @@ pub struct Metrics {
     pub probe_latency: HistogramVec,
     /// `nasop_policy_updates_total{namespace,search}`: controller policy updates.
     pub policy_updates: IntCounterVec,
+    /// `nasop_policy_updates_behind{namespace,search}`: updates the results told allow that
+    /// the background learner has not made yet (at the search's last reconcile).
+    pub policy_behind: IntGaugeVec,
     /// `nasop_probes_pending{device_class}`: probes waiting for a device node.
     pub probes_pending: IntGaugeVec,
     /// `nasop_leader`: 1 while this replica holds the leader lease.
@@ -55,7 +58,7 @@ pub struct Metrics {
 }
 
 /// The metric names the operator exports (the dashboard and tests check against this).
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 16] = [
     "nasop_reconciles_total",
     "nasop_reconcile_errors_total",
     "nasop_reconcile_duration_seconds",
@@ -68,6 +71,7 @@ pub const NAMES: [&str; 15] = [
     "nasop_trial_duration_seconds",
     "nasop_probe_latency_ms",
     "nasop_policy_updates_total",
+    "nasop_policy_updates_behind",
     "nasop_probes_pending",
     "nasop_leader",
     "nasop_api_requests_total",
@@ -180,6 +184,14 @@ impl Metrics {
             search,
         )
         .unwrap();
+        let policy_behind = IntGaugeVec::new(
+            Opts::new(
+                "nasop_policy_updates_behind",
+                "Policy updates a search's results allow that its learner has not made yet.",
+            ),
+            search,
+        )
+        .unwrap();
         let probes_pending = IntGaugeVec::new(
             Opts::new(
                 "nasop_probes_pending",
@@ -215,6 +227,7 @@ impl Metrics {
             Box::new(trial_duration.clone()),
             Box::new(probe_latency.clone()),
             Box::new(policy_updates.clone()),
+            Box::new(policy_behind.clone()),
             Box::new(probes_pending.clone()),
             Box::new(leader.clone()),
         ] {
@@ -235,6 +248,7 @@ impl Metrics {
             trial_duration,
             probe_latency,
             policy_updates,
+            policy_behind,
             probes_pending,
             leader,
             pending_probes: Mutex::new(BTreeMap::new()),

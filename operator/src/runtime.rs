@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::metrics::Metrics;
-use crate::strategy::Strategy;
+use crate::strategy::{Strategy, Wake};
 use crate::trial::plan::Note;
 
 /// The field manager of every server-side apply the operator makes
@@ -111,7 +111,16 @@ pub struct Context {
     policies: Mutex<HashMap<String, CachedPolicy>>,
     /// When each search (by uid) last wrote its policy state from this process.
     saves: Mutex<HashMap<String, std::time::Instant>>,
+    /// Wakes a search's reconcile from outside a watch (its policy learner caught up), by
+    /// watched namespace (`""`: all namespaces).
+    search_wakes: std::sync::RwLock<HashMap<String, SearchWakes>>,
+    /// The search controllers' caches of ArchitectureSearches, by watched namespace (`""`:
+    /// all namespaces): which searches still exist.
+    search_stores: std::sync::RwLock<HashMap<String, Store<ArchitectureSearch>>>,
 }
+
+/// Sends searches to their controller's queue (see [`Context::search_waker`]).
+type SearchWakes = futures::channel::mpsc::UnboundedSender<ObjectRef<ArchitectureSearch>>;
 
 /// A search's policy as this process last saved or read it. The next reconcile of the search
 /// starts from it without reading the policy ConfigMaps (not even their metadata; a reconcile
@@ -152,7 +161,62 @@ impl Context {
             pod_stores: std::sync::RwLock::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
             saves: Mutex::new(HashMap::new()),
+            search_wakes: std::sync::RwLock::new(HashMap::new()),
+            search_stores: std::sync::RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Drops the cached policies (each with its learner thread) and the save times of searches
+    /// that no longer exist (a deleted search is not reconciled again, so nothing else would).
+    /// Does nothing until every search cache has listed its searches, or without one.
+    pub fn forget_deleted_searches(&self) {
+        use futures::FutureExt;
+        let stores: Vec<Store<ArchitectureSearch>> = self
+            .search_stores
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        if stores.is_empty() {
+            return;
+        }
+        let mut live = std::collections::HashSet::new();
+        for store in &stores {
+            if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
+                return;
+            }
+            live.extend(store.state().iter().filter_map(|s| s.metadata.uid.clone()));
+        }
+        // Dropped outside the lock: dropping a policy stops its learner thread.
+        let gone: Vec<CachedPolicy> = {
+            let mut policies = self.policies.lock().unwrap_or_else(|e| e.into_inner());
+            let dead: Vec<String> = policies
+                .keys()
+                .filter(|uid| !live.contains(*uid))
+                .cloned()
+                .collect();
+            dead.iter().filter_map(|uid| policies.remove(uid)).collect()
+        };
+        drop(gone);
+        self.saves
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|uid, _| live.contains(uid));
+    }
+
+    /// A [`Wake`] that queues a reconcile of `search` (called by its policy learner on its
+    /// thread); `None` without a running search controller (tests calling the reconciler
+    /// directly: the search is requeued instead).
+    pub fn search_waker(&self, search: &ArchitectureSearch) -> Option<Wake> {
+        let namespace = search.metadata.namespace.clone()?;
+        let wakes = self.search_wakes.read().unwrap_or_else(|e| e.into_inner());
+        let sender = wakes.get(&namespace).or_else(|| wakes.get(""))?.clone();
+        let target = ObjectRef::from_obj(search);
+        Some(Box::new(move || {
+            // Fails only once the search controller has stopped.
+            let _ = sender.unbounded_send(target);
+        }))
     }
 
     /// The ChildTrials of `namespace` labelled `nasop.dev/search=<search>` from the ChildTrial
@@ -539,8 +603,19 @@ pub async fn run(
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.clone(), trial_store.clone());
-        let search = Controller::new(searches, watcher::Config::default())
+        let (wakes, woken) = futures::channel::mpsc::unbounded();
+        ctx.search_wakes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), wakes);
+        let search = Controller::new(searches, watcher::Config::default());
+        ctx.search_stores
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), search.store());
+        let search = search
             .owns_stream(search_trigger.map(Ok))
+            .reconcile_on(woken)
             .with_config(config.clone())
             .graceful_shutdown_on(stop())
             .run(
@@ -627,6 +702,52 @@ mod tests {
             ..ChildTrialStatus::default()
         });
         t
+    }
+
+    #[tokio::test]
+    async fn the_policies_of_deleted_searches_are_forgotten() {
+        let (ctx, _server) = crate::mock::context();
+        let space = nasop_crds::space::SearchSpaceSpec::Nb201(Default::default())
+            .build()
+            .unwrap();
+        let spec: nasop_crds::api::StrategySpec =
+            serde_json::from_value(serde_json::json!({"algorithm": "Random"})).unwrap();
+        let keep = |uid: &str| {
+            ctx.keep_policy(
+                uid,
+                CachedPolicy {
+                    version: "1".into(),
+                    strategy: crate::strategy::build(&space, &spec, 1).unwrap(),
+                    checkpoint: None,
+                },
+            );
+            ctx.saved_policy(uid);
+        };
+        keep("live");
+        keep("deleted");
+        // Without a search cache (a reconciler called directly), nothing is forgotten.
+        ctx.forget_deleted_searches();
+        assert_eq!(ctx.policies.lock().unwrap().len(), 2);
+        let (store, mut writer) = kube::runtime::reflector::store::<ArchitectureSearch>();
+        ctx.search_stores
+            .write()
+            .unwrap()
+            .insert(String::new(), store);
+        // A cache that has not listed the searches yet forgets nothing either.
+        ctx.forget_deleted_searches();
+        assert_eq!(ctx.policies.lock().unwrap().len(), 2);
+        let mut search: ArchitectureSearch =
+            crate::testing::from_yaml(include_str!("../../examples/nb201-evolution.yaml"));
+        search.metadata.namespace = Some("nas".into());
+        search.metadata.uid = Some("live".into());
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(search));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        ctx.forget_deleted_searches();
+        let policies = ctx.policies.lock().unwrap();
+        assert_eq!(policies.keys().collect::<Vec<_>>(), ["live"]);
+        let saves = ctx.saves.lock().unwrap();
+        assert_eq!(saves.keys().collect::<Vec<_>>(), ["live"]);
     }
 
     #[test]

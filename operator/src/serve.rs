@@ -385,6 +385,10 @@ mod tests {
             .policy_updates
             .with_label_values(&["nas", "cifar"])
             .inc_by(2);
+        metrics
+            .policy_behind
+            .with_label_values(&["nas", "cifar"])
+            .set(7);
         metrics.probe_pending("pixel", "LatencyProbe/nas/a", true);
         metrics.probe_pending("pixel", "LatencyProbe/nas/b", true);
         metrics.probe_pending("pixel", "LatencyProbe/nas/a", false);
@@ -420,6 +424,7 @@ mod tests {
             "nasop_trial_duration_seconds_sum 321.5",
             "nasop_probe_latency_ms_bucket{device_class=\"pixel\",le=\"6.4\"} 1",
             "nasop_policy_updates_total{namespace=\"nas\",search=\"cifar\"} 2",
+            "nasop_policy_updates_behind{namespace=\"nas\",search=\"cifar\"} 7",
             "nasop_probes_pending{device_class=\"pixel\"} 1",
             "nasop_leader 1",
             "nasop_api_requests_total{method=\"GET\"} 1",

@@ -41,6 +41,10 @@ pub const CONTROLLER: &str = "architecturesearch";
 /// reconciles at once; this catches the deadline).
 pub const RESYNC: Duration = Duration::from_secs(300);
 
+/// How soon a search whose learner is too far behind to start children looks again, should
+/// the learner's wake-up be lost.
+pub const STALE_RECHECK: Duration = Duration::from_secs(1);
+
 /// ChildTrials created at once by one reconcile.
 pub const CREATE_CONCURRENCY: usize = 16;
 
@@ -55,6 +59,7 @@ pub const REASON_POLICY_STATE: &str = "PolicyStateInvalid";
 pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let started = std::time::Instant::now();
+    ctx.forget_deleted_searches();
     let mut steps = ctx.metrics.search_steps();
     let namespace = search
         .namespace()
@@ -138,21 +143,29 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             .list(&ListParams::default().labels(&selector))
             .await?
             .items;
-        let spec = &search.spec.strategy;
-        match read_stored(&name, &full)
-            .map_err(|e| e.to_string())
-            .and_then(|stored| match stored {
-                Stored::Whole(bytes) => strategy::restore(&space, spec, &bytes)
-                    .map(|s| (s, None))
-                    .map_err(|e| e.to_string()),
-                Stored::Journal {
-                    checkpoint,
-                    bytes,
-                    journal,
-                } => strategy::restore_journal(&space, spec, &bytes, &journal)
-                    .map(|s| (s, Some(checkpoint)))
-                    .map_err(|e| e.to_string()),
-            }) {
+        // A restore tells the journal's results again (up to 1,000: about 200 PPO updates, a
+        // few seconds): on a blocking thread, not the runtime's.
+        let (space, spec, search_name) =
+            (space.clone(), search.spec.strategy.clone(), name.clone());
+        let restored = tokio::task::spawn_blocking(move || {
+            read_stored(&search_name, &full)
+                .map_err(|e| e.to_string())
+                .and_then(|stored| match stored {
+                    Stored::Whole(bytes) => strategy::restore(&space, &spec, &bytes)
+                        .map(|s| (s, None))
+                        .map_err(|e| e.to_string()),
+                    Stored::Journal {
+                        checkpoint,
+                        bytes,
+                        journal,
+                    } => strategy::restore_journal(&space, &spec, &bytes, &journal)
+                        .map(|s| (s, Some(checkpoint)))
+                        .map_err(|e| e.to_string()),
+                })
+        })
+        .await
+        .map_err(|e| Error::Strategy(strategy::StrategyError::State(format!("restore: {e}"))))?;
+        match restored {
             Ok(s) => s,
             Err(e) => {
                 let message = format!(
@@ -175,6 +188,10 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         );
         return block(&ctx, &searches, &search, REASON_POLICY_STATE, &message).await;
     };
+    let mut strategy = strategy;
+    // Controllers learn on a thread of their own: telling results below only queues them, and
+    // new children are sampled from the newest weights (a reconcile never waits for updates).
+    let learner = strategy.learn_in_background();
     let updates_before = strategy.counts().updates;
     steps.done("read");
 
@@ -198,7 +215,39 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     let save_wait = ctx
         .save_wait(&uid)
         .filter(|_| !core.strategy().pending().is_empty());
-    let launched = if search.spec.suspend || save_wait.is_some() {
+    // How far the learner may lag: while children run, up to the updates that `parallelism`
+    // results make (a child's result reaches the policy that far behind anyway, as every
+    // child running meanwhile was sampled before it); with none running, not at all (the
+    // search waits for the learner here: a sequential search samples each child from the
+    // policy that learned from every result before it, and a finished one stores its final
+    // policy). A learner further behind holds new children back until it catches up.
+    let mut stale = false;
+    let mut learned = false;
+    if let Some(learner) = &learner {
+        let limit = lag_limit(search.spec.budget.parallelism, learner.batch_size());
+        let mut behind = learner.behind()?;
+        if behind > 0 && core.strategy().pending().is_empty() {
+            let wait = learner.clone();
+            tokio::task::spawn_blocking(move || wait.wait_caught_up())
+                .await
+                .map_err(|e| {
+                    Error::Strategy(strategy::StrategyError::State(format!("learner: {e}")))
+                })??;
+            behind = 0;
+            learned = true;
+        }
+        stale = behind > limit;
+        if stale {
+            if let Some(wake) = ctx.search_waker(search.as_ref()) {
+                learner.wake_when_behind_at_most(limit, wake);
+            }
+        }
+        ctx.metrics
+            .policy_behind
+            .with_label_values(&[namespace.as_str(), name.as_str()])
+            .set(behind as i64);
+    }
+    let launched = if search.spec.suspend || save_wait.is_some() || stale {
         Vec::new()
     } else {
         core.launch()
@@ -207,8 +256,8 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     steps.done("launch");
 
     // Save the state before creating the children it names.
-    let changed =
-        save_wait.is_none() && (!has_head || !resumed.told.is_empty() || !launched.is_empty());
+    let changed = save_wait.is_none()
+        && (!has_head || !resumed.told.is_empty() || !launched.is_empty() || learned);
     let mut saved_version = head_version.clone();
     // What this reconcile wrote (debug log).
     let mut wrote = "nothing";
@@ -477,6 +526,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         created = created.len(),
         wrote,
         waited = save_wait.is_some(),
+        stale,
         ms = started.elapsed().as_secs_f64() * 1000.0,
         "search reconciled"
     );
@@ -484,8 +534,22 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     Ok(match status.phase {
         Some(SearchPhase::Succeeded) | Some(SearchPhase::Failed) => Action::await_change(),
         // Results told while a write had to wait are saved, and children started, then.
-        _ => Action::requeue(save_wait.map_or(RESYNC, |w| w.min(RESYNC))),
+        // A learner too far behind wakes the search when it has caught up (and this checks
+        // again in a second in case that wake-up is lost).
+        _ => Action::requeue(
+            save_wait
+                .into_iter()
+                .chain(stale.then_some(STALE_RECHECK))
+                .fold(RESYNC, Duration::min),
+        ),
     })
+}
+
+/// The most updates a search's background learner may be behind while its children run: as
+/// many as `parallelism` results make at `batch` results per update, less one (0 for a
+/// sequential search, and for any search whose children all fit in one batch).
+pub fn lag_limit(parallelism: i32, batch: usize) -> u64 {
+    (parallelism.max(1) as u64 - 1) / batch.max(1) as u64
 }
 
 /// The metadata of the search's policy ConfigMaps (names, annotations, owners,

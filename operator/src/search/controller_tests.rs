@@ -497,3 +497,18 @@ async fn the_policy_saved_is_reused_and_a_write_over_another_writer_fails_with_4
     .1;
     server.done();
 }
+
+#[test]
+fn the_learner_may_lag_by_the_updates_of_the_children_in_flight() {
+    use super::lag_limit;
+    // A sequential search, and one whose children fit in a batch: never behind.
+    assert_eq!(lag_limit(1, 5), 0);
+    assert_eq!(lag_limit(5, 5), 0);
+    assert_eq!(lag_limit(6, 5), 1);
+    // NASNet-scale: 450 children in flight, PPO batch 5.
+    assert_eq!(lag_limit(450, 5), 89);
+    assert_eq!(lag_limit(450, 1), 449);
+    // Out-of-range values (the CRD schema refuses them) do not underflow.
+    assert_eq!(lag_limit(0, 5), 0);
+    assert_eq!(lag_limit(-3, 0), 0);
+}

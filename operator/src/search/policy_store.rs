@@ -112,8 +112,7 @@ pub fn plan_write(strategy: &mut dyn Strategy, current: Option<&Checkpoint>) -> 
             }
         }
     }
-    let bytes = strategy.save();
-    strategy.checkpointed();
+    let bytes = strategy.checkpoint();
     match strategy.save_journal() {
         Some(journal) if journal.len() <= MAX_JOURNAL_BYTES => Write::Checkpoint {
             checkpoint: Checkpoint {

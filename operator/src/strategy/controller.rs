@@ -13,11 +13,15 @@
 use nasop_crds::api::{Advantage, Algorithm, ControllerSpec};
 use nasop_crds::SearchSpace;
 use rand_chacha::ChaCha8Rng;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::common::{choices, unit, Core};
-use super::{check_controller, Proposal, ProposalId, SavedState, Strategy, StrategyError};
+use super::{
+    check_controller, Proposal, ProposalId, SavedState, Strategy, StrategyCounts, StrategyError,
+};
 
 /// Sampling rounds before the controller falls back to mutants of its own samples (a policy
 /// that has converged keeps proposing children already tried).
@@ -123,7 +127,8 @@ struct Journal {
     told: Vec<Completed>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The saved JSON state, as read.
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct State {
     core: Core,
@@ -136,8 +141,34 @@ struct State {
     /// The best results so far (at most `replay_top`), best first (replayed in updates).
     elite: Vec<Completed>,
     /// Since the last checkpoint (`None` before the first).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     journal: Option<Journal>,
+}
+
+impl State {
+    /// The learner's part (its update count is the core's).
+    fn learner(&self) -> Learner {
+        Learner {
+            baseline: self.baseline,
+            completed: self.completed.clone(),
+            adam_steps: self.adam_steps,
+            elite: self.elite.clone(),
+            updates: self.core.counts.updates,
+        }
+    }
+}
+
+/// The saved JSON state, as written (the same fields as [`State`], borrowed).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StateOut<'a> {
+    core: &'a Core,
+    baseline: Option<f64>,
+    completed: &'a [Completed],
+    adam_steps: i64,
+    elite: &'a [Completed],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal: Option<&'a Journal>,
 }
 
 /// The LSTM policy's parameters and Adam moments.
@@ -225,6 +256,18 @@ impl Policy {
             m,
             v,
         }
+    }
+
+    /// A deep copy (weights and moments), for an update made apart from this policy.
+    fn fork(&self) -> Self {
+        let params = self.params().iter().map(|t| t.detach().copy()).collect();
+        let copy = |ts: &[Tensor]| ts.iter().map(Tensor::copy).collect();
+        Self::assemble(self.choices.clone(), params, copy(&self.m), copy(&self.v))
+    }
+
+    /// Log-probability of decision vector `v` (no gradients).
+    fn log_prob(&self, v: &[usize]) -> f64 {
+        tch::no_grad(|| f64::try_from(self.evaluate(&[v.to_vec()]).0).expect("scalar"))
     }
 
     fn params(&self) -> [&Tensor; 8] {
@@ -443,12 +486,289 @@ fn draw(lp: &[f32], rng: &mut ChaCha8Rng) -> usize {
     lp.len() - 1
 }
 
+/// The policy and what its updates read and change: the part of a controller that a
+/// background learner works on.
+struct Learning {
+    policy: Policy,
+    learner: Learner,
+}
+
+impl Learning {
+    /// Updates the policy can make now (full batches of results not yet learned from).
+    fn behind(&self, batch: usize) -> u64 {
+        (self.learner.completed.len() / batch) as u64
+    }
+
+    /// A copy to make the next update on, apart from this one (the first batch of results
+    /// only).
+    fn fork(&self, batch: usize) -> Self {
+        Self {
+            policy: self.policy.fork(),
+            learner: Learner {
+                completed: self.learner.completed[..batch].to_vec(),
+                ..self.learner.clone()
+            },
+        }
+    }
+
+    /// Takes the result of one update made on [`Learning::fork`]: its weights and state, and
+    /// the batch it learned from leaves the queue (results told since stay).
+    fn install(&mut self, updated: Self, batch: usize) {
+        self.learner.completed.drain(..batch);
+        self.policy = updated.policy;
+        self.learner = Learner {
+            completed: std::mem::take(&mut self.learner.completed),
+            ..updated.learner
+        };
+    }
+
+    /// One policy update from the first `batch_size` results not yet learned from.
+    fn update(&mut self, settings: &ControllerSettings) {
+        let state = &mut self.learner;
+        let fresh: Vec<Completed> = state.completed.drain(..settings.batch_size).collect();
+        // Priority-queue replay (Abolafia et al. 2018, arXiv 1801.03526): the best children so
+        // far join every update, ranked with the fresh ones, their log-probabilities taken
+        // under the current policy (ratio 1 at the first PPO epoch).
+        let replay: Vec<Completed> = state
+            .elite
+            .iter()
+            .map(|e| Completed {
+                log_prob: self.policy.log_prob(&e.decisions),
+                ..e.clone()
+            })
+            .collect();
+        let top = settings.replay_top;
+        if top > 0 {
+            state.elite.extend(fresh.iter().cloned());
+            // Stable sort: among equal rewards the earlier result stays ahead.
+            state.elite.sort_by(|a, b| b.reward.total_cmp(&a.reward));
+            state.elite.truncate(top);
+        }
+        let batch: Vec<Completed> = fresh.iter().cloned().chain(replay).collect();
+        let rewards: Vec<f64> = batch.iter().map(|c| c.reward).collect();
+        let n = rewards.len() as f64;
+        let mean = rewards.iter().sum::<f64>() / n;
+        // The baseline before this batch (the first batch's mean to start).
+        let baseline = state.baseline.unwrap_or(mean);
+        let decay = settings.baseline_decay;
+        let advantages: Vec<f32> = match settings.advantage {
+            Advantage::BatchRank => centered_ranks(&rewards),
+            Advantage::Baseline => {
+                // The spread of the batch scales the advantages, so that the learning rate
+                // means the same for any reward scale.
+                let spread =
+                    (rewards.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / n).sqrt();
+                let scale = if spread > 1e-12 { spread } else { 1.0 };
+                rewards
+                    .iter()
+                    .map(|r| ((r - baseline) / scale) as f32)
+                    .collect()
+            }
+        };
+        state.baseline = Some(
+            fresh
+                .iter()
+                .map(|c| c.reward)
+                .fold(baseline, |b, r| decay * b + (1.0 - decay) * r),
+        );
+        let vectors: Vec<Vec<usize>> = batch.iter().map(|c| c.decisions.clone()).collect();
+        let old: Vec<f32> = batch.iter().map(|c| c.log_prob as f32).collect();
+        let advantage = Tensor::from_slice(&advantages);
+        let old = Tensor::from_slice(&old);
+        for _ in 0..settings.update_epochs {
+            let (log_prob, entropy) = self.policy.evaluate(&vectors);
+            let objective = match settings.rule {
+                PolicyGradient::Ppo => {
+                    let ratio = (&log_prob - &old).exp();
+                    let eps = settings.ppo_clip;
+                    let clipped = ratio.clamp(1.0 - eps, 1.0 + eps);
+                    (&ratio * &advantage).minimum(&(clipped * &advantage))
+                }
+                PolicyGradient::Reinforce => &log_prob * &advantage,
+            };
+            let loss = -(objective.mean(Kind::Float)
+                + entropy.mean(Kind::Float) * settings.entropy_weight);
+            loss.backward();
+            state.adam_steps += 1;
+            self.policy.adam(settings.learning_rate, state.adam_steps);
+        }
+        state.updates += 1;
+    }
+}
+
+/// Called once by a background learner when it has caught up (see
+/// [`LearnerHandle::wake_when_behind_at_most`]).
+pub type Wake = Box<dyn FnOnce() + Send>;
+
+/// What a controller shares with its background learner.
+struct Shared {
+    inner: Mutex<Inner>,
+    /// Signalled when results arrive, an update is installed, or the learner stops.
+    changed: Condvar,
+    batch: usize,
+}
+
+struct Inner {
+    learning: Learning,
+    /// The controller was dropped: the learner thread ends.
+    stop: bool,
+    /// Why the learner thread ended with results left (a panic in an update).
+    failed: Option<String>,
+    /// Called once the learner is at most this many updates behind.
+    waiter: Option<(u64, Wake)>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // An update runs on a copy (`Learning::fork`): a panic in one leaves this consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A handle on a controller's background learner (see [`Strategy::learn_in_background`]).
+#[derive(Clone)]
+pub struct LearnerHandle(Arc<Shared>);
+
+impl LearnerHandle {
+    /// Updates the policy can make but has not made yet: full batches of results told and not
+    /// yet learned from.
+    ///
+    /// # Errors
+    /// [`StrategyError::State`] when the learner thread failed (an update panicked); the
+    /// results it had not learned from are still in the state, and a restore learns from them.
+    pub fn behind(&self) -> Result<u64, StrategyError> {
+        let inner = self.0.lock();
+        match &inner.failed {
+            Some(why) => Err(StrategyError::State(format!(
+                "the background policy learner stopped: {why}"
+            ))),
+            None => Ok(inner.learning.behind(self.0.batch)),
+        }
+    }
+
+    /// Calls `wake` once the learner is at most `limit` updates behind (at once if it is
+    /// already, or has failed), on the caller's thread or the learner's. Replaces a wake
+    /// registered before and not yet called (that one is dropped uncalled).
+    pub fn wake_when_behind_at_most(&self, limit: u64, wake: Wake) {
+        let mut inner = self.0.lock();
+        if inner.failed.is_some() || inner.learning.behind(self.0.batch) <= limit {
+            drop(inner);
+            wake();
+        } else {
+            inner.waiter = Some((limit, wake));
+        }
+    }
+
+    /// Results per update (the controller's batch size).
+    pub fn batch_size(&self) -> usize {
+        self.0.batch
+    }
+
+    /// Blocks until the learner has made every update the results told so far allow.
+    ///
+    /// # Errors
+    /// As [`LearnerHandle::behind`].
+    pub fn wait_caught_up(&self) -> Result<(), StrategyError> {
+        let mut inner = self.0.lock();
+        while inner.failed.is_none() && inner.learning.behind(self.0.batch) > 0 {
+            inner = self
+                .0
+                .changed
+                .wait(inner)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        drop(inner);
+        self.behind().map(|_| ())
+    }
+}
+
+/// The background learner's loop: one update at a time on a copy of the policy, installed
+/// when done, so that proposals are sampled from the newest weights meanwhile without waiting
+/// for an update. Updates are made in the order of the results, as inline ones are.
+fn learn(shared: Arc<Shared>, settings: ControllerSettings) {
+    let batch = shared.batch;
+    loop {
+        let mut work = {
+            let mut inner = shared.lock();
+            loop {
+                if inner.stop {
+                    return;
+                }
+                if inner.learning.behind(batch) > 0 {
+                    break;
+                }
+                inner = shared
+                    .changed
+                    .wait(inner)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            inner.learning.fork(batch)
+        };
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            work.update(&settings);
+            work
+        }));
+        let mut inner = shared.lock();
+        let wake = match done {
+            Ok(work) => {
+                inner.learning.install(work, batch);
+                let behind = inner.learning.behind(batch);
+                match inner.waiter.take() {
+                    Some((limit, wake)) if behind <= limit => Some(wake),
+                    other => {
+                        inner.waiter = other;
+                        None
+                    }
+                }
+            }
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "an update panicked".into());
+                inner.failed = Some(why);
+                inner.waiter.take().map(|(_, wake)| wake)
+            }
+        };
+        let failed = inner.failed.is_some();
+        drop(inner);
+        shared.changed.notify_all();
+        if let Some(wake) = wake {
+            wake();
+        }
+        if failed {
+            return;
+        }
+    }
+}
+
 /// The controller strategy (PPO or REINFORCE).
+///
+/// Learns inline by default: `tell` makes the updates a full batch allows before it returns.
+/// After [`Strategy::learn_in_background`] a thread of its own makes them, and `ask` samples
+/// from the newest weights installed (the operator: a reconcile never waits for an update).
+/// The updates are the same either way, made from the results in the order told; only which
+/// weights a proposal is sampled from depends on timing, and its log-probability under those
+/// is kept with it (PPO's ratio corrects for the difference).
 pub struct Controller {
     space: SearchSpace,
     settings: ControllerSettings,
-    policy: Policy,
-    state: State,
+    /// Generator, ids, pending proposals, counters (`counts.updates` is the learner's).
+    core: Core,
+    /// Since the last checkpoint (`None` before the first).
+    journal: Option<Journal>,
+    shared: Arc<Shared>,
+    background: bool,
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if self.background {
+            self.shared.lock().stop = true;
+            self.shared.changed.notify_all();
+        }
+    }
 }
 
 impl Controller {
@@ -472,19 +792,42 @@ impl Controller {
         let mut core = Core::new(name, space, dedupe, seed);
         let ch: Vec<i64> = choices(space).iter().map(|&c| c as i64).collect();
         let policy = Policy::new(ch, settings.units, settings.init_range, &mut core.rng);
-        Ok(Self {
+        let learner = Learner {
+            baseline: None,
+            completed: Vec::new(),
+            adam_steps: 0,
+            elite: Vec::new(),
+            updates: 0,
+        };
+        Ok(Self::assemble(space, settings, core, None, policy, learner))
+    }
+
+    fn assemble(
+        space: &SearchSpace,
+        settings: ControllerSettings,
+        core: Core,
+        journal: Option<Journal>,
+        policy: Policy,
+        learner: Learner,
+    ) -> Self {
+        let batch = settings.batch_size;
+        Self {
             space: space.clone(),
             settings,
-            policy,
-            state: State {
-                core,
-                baseline: None,
-                completed: Vec::new(),
-                adam_steps: 0,
-                elite: Vec::new(),
-                journal: None,
-            },
-        })
+            core,
+            journal,
+            shared: Arc::new(Shared {
+                inner: Mutex::new(Inner {
+                    learning: Learning { policy, learner },
+                    stop: false,
+                    failed: None,
+                    waiter: None,
+                }),
+                changed: Condvar::new(),
+                batch,
+            }),
+            background: false,
+        }
     }
 
     pub(super) fn restore(
@@ -497,20 +840,24 @@ impl Controller {
         state.core.check(space)?;
         let ch: Vec<i64> = choices(space).iter().map(|&c| c as i64).collect();
         let policy = Policy::from_saved(ch, settings.units, &saved)?;
-        Ok(Self {
-            space: space.clone(),
+        let learner = state.learner();
+        Ok(Self::assemble(
+            space,
             settings,
+            state.core,
+            state.journal,
             policy,
-            state,
-        })
+            learner,
+        ))
     }
 
-    /// Restores a controller from a checkpoint (a [`Strategy::save`] taken at
-    /// [`Strategy::checkpointed`]) and a later [`Strategy::save_journal`]: the results the
-    /// journal records are told again to the checkpoint's policy, which makes the same updates,
-    /// and the journal's state (generator, pending proposals, counters) is taken as it was
-    /// saved. Exact on the same build and CPU (one libtorch thread); elsewhere the weights may
-    /// differ in the last bits, never the proposals already made.
+    /// Restores a controller from a checkpoint (a [`Strategy::checkpoint`]) and a later
+    /// [`Strategy::save_journal`]: the results the journal records are told again to the
+    /// checkpoint's policy, which makes the same updates up to the number the journal records
+    /// (a background learner may have been behind; the rest are made after), and the journal's
+    /// state (generator, pending proposals, counters) is taken as it was saved. Exact on the
+    /// same build and CPU (one libtorch thread); elsewhere the weights may differ in the last
+    /// bits, never the proposals already made.
     ///
     /// # Errors
     /// [`StrategyError::State`] for a journal that is not JSON of this controller, that does
@@ -526,63 +873,64 @@ impl Controller {
         let bad = |m: String| StrategyError::State(format!("policy journal: {m}"));
         let state: State = serde_json::from_slice(journal).map_err(|e| bad(e.to_string()))?;
         state.core.check(space)?;
-        if state.core.algorithm != c.state.core.algorithm {
+        if state.core.algorithm != c.core.algorithm {
             return Err(bad(format!(
                 "written by {}, the checkpoint by {}",
-                state.core.algorithm, c.state.core.algorithm
+                state.core.algorithm, c.core.algorithm
             )));
         }
         let j = state
             .journal
             .clone()
             .ok_or_else(|| bad("no checkpoint recorded".into()))?;
-        if c.learner() != j.base {
+        if c.learner_state() != j.base {
             return Err(bad(
                 "it does not start at this checkpoint (another update's weights)".into(),
             ));
         }
-        for done in j.told {
-            c.state.completed.push(done);
-            while c.state.completed.len() >= c.settings.batch_size {
-                c.update();
+        let recorded = state.learner();
+        {
+            let mut inner = c.shared.lock();
+            let learning = &mut inner.learning;
+            learning.learner.completed.extend(j.told);
+            while learning.learner.updates < recorded.updates
+                && learning.behind(c.settings.batch_size) > 0
+            {
+                learning.update(&c.settings);
             }
         }
-        let replayed = c.learner();
-        c.state = state;
-        if c.learner() != replayed {
+        if c.learner_state() != recorded {
             return Err(bad(
                 "told again, its results do not give its recorded baseline, batch and updates"
                     .into(),
             ));
         }
+        c.core = state.core;
+        c.journal = state.journal;
         Ok(c)
     }
 
-    fn learner(&self) -> Learner {
-        Learner {
-            baseline: self.state.baseline,
-            completed: self.state.completed.clone(),
-            adam_steps: self.state.adam_steps,
-            elite: self.state.elite.clone(),
-            updates: self.state.core.counts.updates,
-        }
+    fn learner_state(&self) -> Learner {
+        self.shared.lock().learning.learner.clone()
     }
 
     /// The EMA reward baseline (`None` before the first update).
     pub fn baseline(&self) -> Option<f64> {
-        self.state.baseline
+        self.shared.lock().learning.learner.baseline
     }
 
     /// Probability of the policy's most likely choice for each decision, given the most
     /// likely choices before it (how far the policy has converged).
     pub fn greedy(&self) -> (Vec<usize>, f64) {
+        let inner = self.shared.lock();
+        let policy = &inner.learning.policy;
         tch::no_grad(|| {
-            let (mut x, mut state) = self.policy.initial(1);
+            let (mut x, mut state) = policy.initial(1);
             let mut v = Vec::new();
             let mut lp = 0.0;
-            for d in 0..self.policy.choices.len() {
-                state = self.policy.step(&x, &state);
-                let logp = self.policy.logits(d, &state.0).log_softmax(-1, Kind::Float);
+            for d in 0..policy.choices.len() {
+                state = policy.step(&x, &state);
+                let logp = policy.logits(d, &state.0).log_softmax(-1, Kind::Float);
                 let flat = Vec::<f32>::try_from(logp.view([-1])).expect("floats");
                 let (c, l) = flat
                     .iter()
@@ -591,97 +939,36 @@ impl Controller {
                     .expect("choices");
                 v.push(c);
                 lp += f64::from(*l);
-                x = self
-                    .policy
-                    .embed
-                    .narrow(0, self.policy.offsets[d] + c as i64, 1);
+                x = policy.embed.narrow(0, policy.offsets[d] + c as i64, 1);
             }
             (v, lp.exp())
         })
     }
 
     fn log_prob(&self, v: &[usize]) -> f64 {
-        tch::no_grad(|| f64::try_from(self.policy.evaluate(&[v.to_vec()]).0).expect("scalar"))
+        self.shared.lock().learning.policy.log_prob(v)
     }
 
-    /// One policy update from the first `batch_size` completed results.
-    fn update(&mut self) {
-        let fresh: Vec<Completed> = self
-            .state
-            .completed
-            .drain(..self.settings.batch_size)
-            .collect();
-        // Priority-queue replay (Abolafia et al. 2018, arXiv 1801.03526): the best children so
-        // far join every update, ranked with the fresh ones, their log-probabilities taken
-        // under the current policy (ratio 1 at the first PPO epoch).
-        let replay: Vec<Completed> = self
-            .state
-            .elite
-            .iter()
-            .map(|e| Completed {
-                log_prob: self.log_prob(&e.decisions),
-                ..e.clone()
-            })
-            .collect();
-        let top = self.settings.replay_top;
-        if top > 0 {
-            self.state.elite.extend(fresh.iter().cloned());
-            // Stable sort: among equal rewards the earlier result stays ahead.
-            self.state
-                .elite
-                .sort_by(|a, b| b.reward.total_cmp(&a.reward));
-            self.state.elite.truncate(top);
-        }
-        let batch: Vec<Completed> = fresh.iter().cloned().chain(replay).collect();
-        let rewards: Vec<f64> = batch.iter().map(|c| c.reward).collect();
-        let n = rewards.len() as f64;
-        let mean = rewards.iter().sum::<f64>() / n;
-        // The baseline before this batch (the first batch's mean to start).
-        let baseline = self.state.baseline.unwrap_or(mean);
-        let decay = self.settings.baseline_decay;
-        let advantages: Vec<f32> = match self.settings.advantage {
-            Advantage::BatchRank => centered_ranks(&rewards),
-            Advantage::Baseline => {
-                // The spread of the batch scales the advantages, so that the learning rate
-                // means the same for any reward scale.
-                let spread =
-                    (rewards.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / n).sqrt();
-                let scale = if spread > 1e-12 { spread } else { 1.0 };
-                rewards
-                    .iter()
-                    .map(|r| ((r - baseline) / scale) as f32)
-                    .collect()
-            }
-        };
-        self.state.baseline = Some(
-            fresh
-                .iter()
-                .map(|c| c.reward)
-                .fold(baseline, |b, r| decay * b + (1.0 - decay) * r),
-        );
-        let vectors: Vec<Vec<usize>> = batch.iter().map(|c| c.decisions.clone()).collect();
-        let old: Vec<f32> = batch.iter().map(|c| c.log_prob as f32).collect();
-        let advantage = Tensor::from_slice(&advantages);
-        let old = Tensor::from_slice(&old);
-        for _ in 0..self.settings.update_epochs {
-            let (log_prob, entropy) = self.policy.evaluate(&vectors);
-            let objective = match self.settings.rule {
-                PolicyGradient::Ppo => {
-                    let ratio = (&log_prob - &old).exp();
-                    let eps = self.settings.ppo_clip;
-                    let clipped = ratio.clamp(1.0 - eps, 1.0 + eps);
-                    (&ratio * &advantage).minimum(&(clipped * &advantage))
-                }
-                PolicyGradient::Reinforce => &log_prob * &advantage,
-            };
-            let loss = -(objective.mean(Kind::Float)
-                + entropy.mean(Kind::Float) * self.settings.entropy_weight);
-            loss.backward();
-            self.state.adam_steps += 1;
-            self.policy
-                .adam(self.settings.learning_rate, self.state.adam_steps);
-        }
-        self.state.core.counts.updates += 1;
+    /// The JSON state of `learning` with this controller's core and journal.
+    fn json(&self, learning: &Learning) -> serde_json::Value {
+        let l = &learning.learner;
+        let mut value = serde_json::to_value(StateOut {
+            core: &self.core,
+            baseline: l.baseline,
+            completed: &l.completed,
+            adam_steps: l.adam_steps,
+            elite: &l.elite,
+            journal: self.journal.as_ref(),
+        })
+        .expect("state serializes");
+        // The update count is the learner's (a background learner counts them).
+        value["core"]["counts"]["updates"] = serde_json::json!(l.updates);
+        value
+    }
+
+    /// [`Strategy::save`] of `learning` (one consistent snapshot).
+    fn save_with(&self, learning: &Learning) -> Vec<u8> {
+        SavedState::encode(&self.json(learning), &learning.policy.tensors())
     }
 }
 
@@ -700,39 +987,44 @@ impl Strategy for Controller {
     fn ask(&mut self, n: usize) -> Vec<Proposal> {
         let mut out = Vec::with_capacity(n);
         let mut rejected: Vec<Vec<usize>> = Vec::new();
-        for _ in 0..SAMPLE_ROUNDS {
-            if out.len() == n {
-                break;
-            }
-            let samples = self.policy.sample(n - out.len(), &mut self.state.core.rng);
-            for (v, lp) in samples {
-                match self.state.core.admit(&self.space, v.clone(), Some(lp)) {
-                    Some(p) => out.push(p),
-                    None => rejected.push(v),
+        {
+            // One set of weights for the whole call (a background learner installs after it).
+            let inner = self.shared.lock();
+            let policy = &inner.learning.policy;
+            for _ in 0..SAMPLE_ROUNDS {
+                if out.len() == n {
+                    break;
+                }
+                let samples = policy.sample(n - out.len(), &mut self.core.rng);
+                for (v, lp) in samples {
+                    match self.core.admit(&self.space, v.clone(), Some(lp)) {
+                        Some(p) => out.push(p),
+                        None => rejected.push(v),
+                    }
                 }
             }
-        }
-        // The policy keeps proposing children already tried: propose single-decision mutants
-        // of its samples (its neighbourhood), then uniform unproposed children.
-        let mut next = 0;
-        while out.len() < n {
-            let mut v = None;
-            if !rejected.is_empty() {
-                let base = rejected[next % rejected.len()].clone();
-                next += 1;
-                v = self.state.core.mutant(&self.space, &base, MUTATION_TRIES);
+            // The policy keeps proposing children already tried: propose single-decision
+            // mutants of its samples (its neighbourhood), then uniform unproposed children.
+            let mut next = 0;
+            while out.len() < n {
+                let mut v = None;
+                if !rejected.is_empty() {
+                    let base = rejected[next % rejected.len()].clone();
+                    next += 1;
+                    v = self.core.mutant(&self.space, &base, MUTATION_TRIES);
+                }
+                let Some(v) = v.or_else(|| self.core.unproposed(&self.space)) else {
+                    break;
+                };
+                let lp = policy.log_prob(&v);
+                out.extend(self.core.admit(&self.space, v, Some(lp)));
             }
-            let Some(v) = v.or_else(|| self.state.core.unproposed(&self.space)) else {
-                break;
-            };
-            let lp = self.log_prob(&v);
-            out.extend(self.state.core.admit(&self.space, v, Some(lp)));
         }
         out
     }
 
     fn tell(&mut self, id: ProposalId, reward: f64) -> Result<(), StrategyError> {
-        let p = self.state.core.receive(id, reward)?;
+        let p = self.core.receive(id, reward)?;
         // Proposals carry their sampling-time log-probability; one restored without it (a
         // hand-edited state) is scored by the current policy.
         let log_prob = p.log_prob.unwrap_or_else(|| self.log_prob(&p.decisions));
@@ -741,48 +1033,88 @@ impl Strategy for Controller {
             log_prob,
             reward,
         };
-        if let Some(journal) = &mut self.state.journal {
+        if let Some(journal) = &mut self.journal {
             journal.told.push(done.clone());
         }
-        self.state.completed.push(done);
-        while self.state.completed.len() >= self.settings.batch_size {
-            self.update();
+        let mut inner = self.shared.lock();
+        inner.learning.learner.completed.push(done);
+        if self.background {
+            drop(inner);
+            self.shared.changed.notify_all();
+        } else {
+            while inner.learning.behind(self.settings.batch_size) > 0 {
+                inner.learning.update(&self.settings);
+            }
         }
         Ok(())
     }
 
+    fn counts(&self) -> StrategyCounts {
+        StrategyCounts {
+            updates: self.shared.lock().learning.learner.updates,
+            ..self.core.counts
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        self.save_with(&self.shared.lock().learning)
+    }
+
     fn core(&self) -> &Core {
-        &self.state.core
+        &self.core
     }
 
     fn core_mut(&mut self) -> &mut Core {
-        &mut self.state.core
+        &mut self.core
     }
 
     fn state_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.state).expect("state serializes")
+        self.json(&self.shared.lock().learning)
     }
 
     fn tensors(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        self.policy.tensors()
+        self.shared.lock().learning.policy.tensors()
     }
 
     fn journal_len(&self) -> Option<usize> {
-        self.state.journal.as_ref().map(|j| j.told.len())
+        self.journal.as_ref().map(|j| j.told.len())
     }
 
     fn save_journal(&self) -> Option<Vec<u8>> {
-        self.state
-            .journal
-            .as_ref()
-            .map(|_| serde_json::to_vec(&self.state).expect("state serializes"))
+        self.journal.as_ref()?;
+        Some(serde_json::to_vec(&self.state_json()).expect("state serializes"))
     }
 
-    fn checkpointed(&mut self) {
-        self.state.journal = Some(Journal {
-            base: self.learner(),
+    fn checkpoint(&mut self) -> Vec<u8> {
+        let inner = self.shared.lock();
+        // The journal restarts at this snapshot; the checkpoint holds no journal.
+        self.journal = None;
+        let bytes = self.save_with(&inner.learning);
+        let base = inner.learning.learner.clone();
+        drop(inner);
+        self.journal = Some(Journal {
+            base,
             told: Vec::new(),
         });
+        bytes
+    }
+
+    fn learn_in_background(&mut self) -> Option<LearnerHandle> {
+        if !self.background {
+            self.background = true;
+            let (shared, settings) = (self.shared.clone(), self.settings.clone());
+            std::thread::Builder::new()
+                .name("nasop-learner".into())
+                .spawn(move || learn(shared, settings))
+                .expect("a thread for the policy learner");
+            // Results told before now.
+            self.shared.changed.notify_all();
+        }
+        Strategy::learner(self)
+    }
+
+    fn learner(&self) -> Option<LearnerHandle> {
+        self.background.then(|| LearnerHandle(self.shared.clone()))
     }
 }
 

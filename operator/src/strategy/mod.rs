@@ -25,7 +25,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 pub use common::{Core, Pending};
-pub use controller::{Controller, ControllerSettings, PolicyGradient};
+pub use controller::{Controller, ControllerSettings, LearnerHandle, PolicyGradient, Wake};
 pub use evolution::Evolution;
 pub use random::RandomSearch;
 
@@ -138,7 +138,7 @@ pub trait Strategy: Send {
         Vec::new()
     }
 
-    /// Results told since the last [`Strategy::checkpointed`]; `None` before the first, and
+    /// Results told since the last [`Strategy::checkpoint`]; `None` before the first, and
     /// always for strategies without tensors (their whole state is small JSON).
     fn journal_len(&self) -> Option<usize> {
         None
@@ -153,10 +153,25 @@ pub trait Strategy: Send {
         None
     }
 
-    /// Records that the bytes of [`Strategy::save`] taken just before are stored as the
-    /// checkpoint: the journal restarts, empty, from here. Does nothing for strategies
-    /// without tensors.
-    fn checkpointed(&mut self) {}
+    /// The whole state as [`Strategy::save`] gives it, stored as the checkpoint: the journal
+    /// restarts, empty, from this state (one snapshot, also with a background learner).
+    /// Strategies without tensors keep no journal and just save.
+    fn checkpoint(&mut self) -> Vec<u8> {
+        self.save()
+    }
+
+    /// Moves the policy updates to a thread of their own and returns a handle on it
+    /// (controllers; called again, the same learner). `tell` then only queues the result, and
+    /// `ask` samples from the newest weights the learner has installed. `None`: the strategy
+    /// learns inline (evolution, random search: their updates are cheap).
+    fn learn_in_background(&mut self) -> Option<LearnerHandle> {
+        None
+    }
+
+    /// The background learner, once [`Strategy::learn_in_background`] started one.
+    fn learner(&self) -> Option<LearnerHandle> {
+        None
+    }
 }
 
 /// Default seed of a strategy whose spec gives none (the operator passes one derived from the
@@ -218,8 +233,8 @@ pub fn restore(
     })
 }
 
-/// Restores a controller from a checkpoint (bytes of [`Strategy::save`] taken at
-/// [`Strategy::checkpointed`]) and a later [`Strategy::save_journal`], for the same space and
+/// Restores a controller from a checkpoint (the bytes of
+/// [`Strategy::checkpoint`]) and a later [`Strategy::save_journal`], for the same space and
 /// spec.
 ///
 /// # Errors

@@ -110,6 +110,86 @@ fn a_restored_strategy_makes_exactly_the_same_proposals() {
 }
 
 #[test]
+fn a_background_learner_makes_the_same_updates_as_an_inline_one() {
+    let space = nb201();
+    for algorithm in [Algorithm::Ppo, Algorithm::Reinforce] {
+        let mut spec = spec(algorithm);
+        if let Some(c) = spec.controller.as_mut() {
+            c.replay_top = 2;
+        }
+        let mut inline = build(&space, &spec, 5).unwrap();
+        let mut background = build(&space, &spec, 5).unwrap();
+        assert!(inline.learner().is_none());
+        let learner = background.learn_in_background().unwrap();
+        assert!(background.learner().is_some());
+        for round in 0..6 {
+            // Caught up before each ask: the same weights, so the same proposals.
+            learner.wait_caught_up().unwrap();
+            let (a, b) = (inline.ask(4), background.ask(4));
+            assert_eq!(a, b, "{algorithm:?} round {round}");
+            for p in a.iter().rev() {
+                inline.tell(p.id, reward(p)).unwrap();
+                background.tell(p.id, reward(p)).unwrap();
+            }
+        }
+        learner.wait_caught_up().unwrap();
+        assert_eq!(learner.behind(), Ok(0));
+        assert_eq!(inline.counts().updates, 8, "24 results, batch 3");
+        assert_eq!(background.counts(), inline.counts(), "{algorithm:?}");
+        assert_eq!(
+            background.save(),
+            inline.save(),
+            "{algorithm:?}: bit-identical weights, moments and state"
+        );
+    }
+}
+
+#[test]
+fn a_journal_saved_while_the_learner_is_behind_restores_and_catches_up() {
+    let space = nb201();
+    let spec = spec(Algorithm::Ppo);
+    let mut a = build(&space, &spec, 9).unwrap();
+    let checkpoint = a.checkpoint();
+    let learner = a.learn_in_background().unwrap();
+    // 60 results told at once: 20 updates of about 10 ms each wait for the learner.
+    let open = a.ask(60);
+    for p in &open {
+        a.tell(p.id, reward(p)).unwrap();
+    }
+    let journal = a.save_journal().unwrap();
+    let recorded: serde_json::Value = serde_json::from_slice(&journal).unwrap();
+    let recorded = recorded["core"]["counts"]["updates"].as_u64().unwrap();
+    assert!(recorded < 20, "saved {recorded} of 20 updates made");
+    let (wake, woken) = std::sync::mpsc::channel();
+    learner.wake_when_behind_at_most(
+        0,
+        Box::new(move || {
+            let _ = wake.send(());
+        }),
+    );
+    learner.wait_caught_up().unwrap();
+    woken
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("woken once caught up");
+    assert_eq!(a.counts().updates, 20);
+
+    // The restore makes the recorded updates; its own learner makes the rest, the same.
+    let mut b = restore_journal(&space, &spec, &checkpoint, &journal).unwrap();
+    assert_eq!(b.counts().updates, recorded);
+    b.learn_in_background().unwrap().wait_caught_up().unwrap();
+    assert_eq!(b.save(), a.save());
+    // A journal that claims more updates than its results allow is refused.
+    let mut edited: serde_json::Value = serde_json::from_slice(&journal).unwrap();
+    edited["core"]["counts"]["updates"] = serde_json::json!(21);
+    let edited = serde_json::to_vec(&edited).unwrap();
+    let err = restore_journal(&space, &spec, &checkpoint, &edited)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("do not give its recorded baseline"), "{err}");
+}
+
+#[test]
 fn a_checkpoint_and_its_journal_restore_exactly_the_same_controller() {
     let space = nb201();
     for algorithm in [Algorithm::Ppo, Algorithm::Reinforce] {
@@ -121,8 +201,7 @@ fn a_checkpoint_and_its_journal_restore_exactly_the_same_controller() {
         assert_eq!(a.journal_len(), None);
         assert_eq!(a.save_journal(), None, "no checkpoint yet");
         drive(a.as_mut(), 3);
-        let checkpoint = a.save();
-        a.checkpointed();
+        let checkpoint = a.checkpoint();
         assert_eq!(a.journal_len(), Some(0));
         let updates = a.counts().updates;
         // Results after the checkpoint, some while proposals are pending.
@@ -196,7 +275,7 @@ fn a_checkpoint_and_its_journal_restore_exactly_the_same_controller() {
     // Strategies without tensors keep no journal.
     for algorithm in [Algorithm::Evolution, Algorithm::Random] {
         let mut s = build(&space, &spec(algorithm), 1).unwrap();
-        s.checkpointed();
+        assert_eq!(s.checkpoint(), s.save());
         assert_eq!((s.journal_len(), s.save_journal()), (None, None));
         let saved = s.save();
         assert!(restore_journal(&space, &spec(algorithm), &saved, b"{}")
