@@ -87,20 +87,26 @@ impl ApiServer {
         seen
     }
 
-    /// Expects a server-side apply (`PATCH` with `fieldManager=nasop-operator` and
-    /// `force=true`) of `path`, and echoes the applied object (with a uid).
-    pub async fn expect_apply(&mut self, path: &str) -> Seen {
-        self.expect(
-            "PATCH",
-            path,
-            &["fieldManager=nasop-operator", "force=true"],
-            |s| {
-                let mut body = s.body.clone();
-                body["metadata"]["uid"] = json!("00000000-0000-4000-8000-000000000001");
-                (200, body)
-            },
-        )
-        .await
+    /// Expects the create (`POST` with `fieldManager=nasop-operator`) of the object at
+    /// `path` (`<collection>/<name>?`): a POST to the collection with that name in the body.
+    /// Echoes the object (with a uid).
+    pub async fn expect_create(&mut self, path: &str) -> Seen {
+        let object = path.trim_end_matches('?');
+        let (collection, name) = object.rsplit_once('/').expect("<collection>/<name>");
+        let seen = self
+            .expect(
+                "POST",
+                &format!("{collection}?"),
+                &["fieldManager=nasop-operator"],
+                |s| {
+                    let mut body = s.body.clone();
+                    body["metadata"]["uid"] = json!("00000000-0000-4000-8000-000000000001");
+                    (201, body)
+                },
+            )
+            .await;
+        assert_eq!(seen.body["metadata"]["name"], name, "the object created");
+        seen
     }
 
     /// Expects a replace (`PUT` with `fieldManager=nasop-operator`) of `path`, and echoes the

@@ -27,8 +27,8 @@ use crate::metrics::Metrics;
 use crate::strategy::{Strategy, Wake};
 use crate::trial::plan::Note;
 
-/// The field manager of every server-side apply the operator makes
-/// (kubernetes.io/docs/reference/using-api/server-side-apply).
+/// The field manager of every write the operator makes: creates, replaces, and the
+/// server-side applies of status (kubernetes.io/docs/reference/using-api/server-side-apply).
 pub const MANAGER: &str = "nasop-operator";
 
 /// Label selector of the Pods the operator watches (its own trainer and probe pods).
@@ -402,27 +402,27 @@ where
     Action::requeue(delay)
 }
 
-/// Server-side applies `obj` (forced, field manager [`MANAGER`]): creates it or brings the
-/// fields the operator owns to these values.
+/// Creates `obj` (`POST`, field manager [`MANAGER`]); one that exists already counts as
+/// created. Only for objects whose name fixes their content (a child's proposal id, a pod's
+/// attempt): a create is repeated when a reconcile stopped before recording it, and then
+/// finds its own object. (Cheaper for the API server than a server-side apply: measured with
+/// `make bench-scale`, see the README.)
 ///
 /// # Errors
-/// The API error.
-pub async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K>
+/// The API error, other than 409 AlreadyExists.
+pub async fn create<K>(api: &Api<K>, obj: &K) -> Result<()>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
 {
-    let name = obj
-        .meta()
-        .name
-        .clone()
-        .ok_or(Error::Missing("metadata.name"))?;
-    Ok(api
-        .patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await?)
+    let post = kube::api::PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..kube::api::PostParams::default()
+    };
+    match api.create(&post, obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 && e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Server-side applies the status subresource of `obj` to `status`.

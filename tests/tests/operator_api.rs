@@ -1225,6 +1225,8 @@ async fn the_readme_kubectl_workflow_works_with_exactly_the_charts_rbac() {
         ),
         ("patch", "configmaps", &["-n", "team-a"][..]),
         ("watch", "configmaps", &["-n", "team-a"][..]),
+        ("patch", "pods", &["-n", "team-a"][..]),
+        ("patch", "childtrials.nasop.dev", &["-n", "team-a"][..]),
         ("list", "nodes", &[][..]),
         (
             "create",

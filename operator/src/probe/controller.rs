@@ -14,7 +14,7 @@ use nasop_crds::result::FailureReason;
 
 use super::plan::{plan, probe_key};
 use super::pod::{pod_name, probe_pod};
-use crate::runtime::{apply, apply_status, key, now, Context, Error, Result};
+use crate::runtime::{apply_status, create, key, now, Context, Error, Result};
 use crate::trial::plan::Note;
 
 /// The controller name (metrics label).
@@ -68,7 +68,7 @@ pub async fn reconcile(probe: Arc<LatencyProbe>, ctx: Arc<Context>) -> Result<Ac
     };
     let mut plan = plan(&probe, pod.as_ref(), &same_key, &now());
     if let Some(attempt) = plan.create_pod {
-        if let Err(e) = apply(&pods, &probe_pod(&probe, attempt)?).await {
+        if let Err(e) = create(&pods, &probe_pod(&probe, attempt)?).await {
             // A pod the API server refuses as invalid fails the probe; anything else retries.
             let message = format!(
                 "the API server refused the probe pod: {}",

@@ -54,7 +54,7 @@ async fn a_new_probe_starts_its_pod_on_the_device_class() {
     reconciled(p, move |mut api, object| {
         Box::pin(async move {
             api.expect_list(PROBES, &sel, vec![me]).await;
-            let pod = api.expect_apply(&format!("{PODS}/a-probe-1?")).await;
+            let pod = api.expect_create(&format!("{PODS}/a-probe-1?")).await;
             assert_eq!(
                 pod.body["spec"]["nodeSelector"]["nasop.dev/device-class"],
                 "pixel"

@@ -8,7 +8,7 @@
 //! leaves either the old state (the same results are told again next time, to the same
 //! strategy) or the new one (which already holds them); proposals saved but not yet created
 //! are created by the next reconcile (`missing`). Trial names are derived from proposal ids,
-//! and server-side apply makes creating one twice harmless.
+//! and a create that finds one of that name already there counts as done.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +30,7 @@ use super::policy_store::{
 use super::status::{search_status, StatusInputs};
 use super::{resume, Phase};
 use crate::manifest;
-use crate::runtime::{apply, apply_status, key, now, CachedPolicy, Context, Error, Result};
+use crate::runtime::{apply_status, create, key, now, CachedPolicy, Context, Error, Result};
 use crate::strategy;
 use crate::trial::plan::Note;
 
@@ -370,7 +370,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         .collect::<Result<Vec<_>>>()?;
     let creations = new_children.iter().cloned().map(|child| {
         let trials = trials.clone();
-        async move { apply(&trials, &child).await }
+        async move { create(&trials, &child).await }
     });
     futures::stream::iter(creations)
         .buffered(CREATE_CONCURRENCY)
@@ -470,7 +470,11 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             _ => {}
         }
     }
-    if previous != Some(&status) {
+    // While the policy write waits (`save_wait`), so does the status, unless its phase
+    // changes: the reconcile the wait ends with writes both (the counts lag by at most
+    // `MIN_SAVE_INTERVAL`; one status write per interval instead of one per finished trial).
+    let deferred = save_wait.is_some() && previous.and_then(|p| p.phase) == status.phase;
+    if previous != Some(&status) && !deferred {
         apply_status(&searches, search.as_ref(), &status).await?;
     }
     ctx.publish(search.as_ref(), "Reconcile", &notes).await;

@@ -112,7 +112,7 @@ async fn a_new_search_saves_its_policy_state_then_creates_parallelism_trials() {
                 "saved with both proposals pending"
             );
             for (i, g) in expected.iter().enumerate() {
-                let t = api.expect_apply(&format!("{TRIALS}/cifar-0000{i}?")).await;
+                let t = api.expect_create(&format!("{TRIALS}/cifar-0000{i}?")).await;
                 assert_eq!(t.body["spec"]["proposalId"], i);
                 assert_eq!(t.body["metadata"]["labels"]["nasop.dev/search"], "cifar");
                 let genotype: nasop_crds::Genotype =
@@ -392,7 +392,7 @@ async fn the_policy_saved_is_reused_and_a_write_over_another_writer_fails_with_4
             let mut trials = Vec::new();
             for i in 0..2 {
                 trials.push(
-                    api.expect_apply(&format!("{TRIALS}/cifar-0000{i}?"))
+                    api.expect_create(&format!("{TRIALS}/cifar-0000{i}?"))
                         .await
                         .body,
                 );
@@ -511,4 +511,48 @@ fn the_learner_may_lag_by_the_updates_of_the_children_in_flight() {
     // Out-of-range values (the CRD schema refuses them) do not underflow.
     assert_eq!(lag_limit(0, 5), 0);
     assert_eq!(lag_limit(-3, 0), 0);
+}
+
+#[tokio::test]
+async fn while_a_policy_write_waits_results_are_told_in_memory_and_nothing_is_written() {
+    let mut s = search("{maxTrials: 4, parallelism: 2}");
+    s.status = Some(ArchitectureSearchStatus {
+        phase: Some(SearchPhase::Running),
+        ..ArchitectureSearchStatus::default()
+    });
+    let (maps, children) = mid_search(&s, &[Some(0.5), None]);
+    let maps: Vec<Value> = maps
+        .iter()
+        .map(|m| serde_json::to_value(m).unwrap())
+        .collect();
+    let (ctx, server) = mock::context();
+    // This process wrote the search's policy state a moment ago.
+    ctx.saved_policy(s.metadata.uid.as_deref().unwrap());
+    let uid = s.metadata.uid.clone().unwrap();
+    let keep = ctx.clone();
+    let action = mock::run(
+        async move { reconcile(Arc::new(s), keep).await.unwrap() },
+        async move {
+            let mut api = server;
+            api.expect_list(MAPS, SELECTOR, maps.clone()).await;
+            api.expect_list(TRIALS, SELECTOR, children).await;
+            api.expect_list(MAPS, SELECTOR, maps).await;
+            // No policy write, no child, and no status write: all wait for the write.
+            api
+        },
+    )
+    .await;
+    // Requeued for when the wait ends, under `MIN_SAVE_INTERVAL` (500 ms) from now (`Action`
+    // shows its delay only in its Debug form).
+    let shown = format!("{action:?}");
+    let ms: f64 = shown
+        .split_once("Some(")
+        .and_then(|(_, rest)| rest.split_once("ms)"))
+        .and_then(|(ms, _)| ms.parse().ok())
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(ms > 0.0 && ms <= 500.0, "{shown}");
+    // The result is in the cached policy, to be saved when the wait ends.
+    let cached = ctx.take_policy(&uid).unwrap();
+    assert_eq!(cached.strategy.counts().told, 1);
+    assert_eq!(cached.version, "41");
 }

@@ -1,7 +1,7 @@
 //! The `ChildTrial` reconciler: reads the trial's current Pod and probe, asks
-//! [`super::plan::plan`] what to do, and does it: create the trainer Pod (server-side apply),
-//! create the LatencyProbe, write the status, delete the Pods of a finished trial, record
-//! Events and metrics.
+//! [`super::plan::plan`] what to do, and does it: create the trainer Pod and the LatencyProbe
+//! (one of that name there already counts as created), write the status, delete the Pods of
+//! a finished trial, record Events and metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use nasop_crds::result::FailureReason;
 
 use super::plan::{plan, Note, TrialPlan};
 use super::pod::{trainer_pod, ROLE_LABEL, TRIAL_LABEL};
-use crate::runtime::{apply, apply_status, now, Context, Error, Result};
+use crate::runtime::{apply_status, create, now, Context, Error, Result};
 
 /// The controller name (metrics label).
 pub const CONTROLLER: &str = "childtrial";
@@ -57,12 +57,10 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
     let mut plan = plan(&trial, pod.as_ref(), probe.as_ref(), &now());
     let mut created = Ok(());
     if let Some(attempt) = plan.create_pod {
-        created = apply(&pods, &trainer_pod(&trial, attempt)?)
-            .await
-            .map(|_| ());
+        created = create(&pods, &trainer_pod(&trial, attempt)?).await;
     }
     if let (Ok(()), Some(p)) = (&created, &plan.create_probe) {
-        created = apply(&probes, p).await.map(|_| ());
+        created = create(&probes, p).await;
     }
     if let Err(e) = created {
         // An object the API server refuses as invalid fails the trial; anything else retries.

@@ -45,7 +45,7 @@ async fn a_new_trial_gets_its_trainer_pod_and_a_pending_status() {
     reconciled(gpu_trial(), |mut s, object| {
         Box::pin(async move {
             let pod = s
-                .expect_apply(&format!("{PODS}/cifar-nb201-00042-train-1?"))
+                .expect_create(&format!("{PODS}/cifar-nb201-00042-train-1?"))
                 .await;
             assert_eq!(pod.body["kind"], "Pod");
             assert_eq!(
@@ -111,7 +111,7 @@ async fn a_failed_pod_is_retried_then_the_trial_fails() {
         Box::pin(async move {
             s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-1"), Some(c))
                 .await;
-            s.expect_apply(&format!("{PODS}/cifar-nb201-00042-train-2?"))
+            s.expect_create(&format!("{PODS}/cifar-nb201-00042-train-2?"))
                 .await;
             let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
             assert_eq!(
@@ -146,7 +146,7 @@ async fn an_evicted_pod_is_retried_without_counting_a_failure() {
             let evicted = serde_json::to_value(evicted_pod("cifar-nb201-00042-train-3")).unwrap();
             s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-3"), Some(evicted))
                 .await;
-            s.expect_apply(&format!("{PODS}/cifar-nb201-00042-train-4?"))
+            s.expect_create(&format!("{PODS}/cifar-nb201-00042-train-4?"))
                 .await;
             let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
             assert_eq!((st.attempts, st.disruptions), (4, 2));
@@ -190,7 +190,7 @@ async fn a_trained_child_with_a_latency_objective_gets_a_probe() {
             s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-1"), Some(serde_json::to_value(done).unwrap()))
                 .await;
             let probe = s
-                .expect_apply("/apis/nasop.dev/v1alpha1/namespaces/nas/latencyprobes/cifar-nb201-00042-probe?")
+                .expect_create("/apis/nasop.dev/v1alpha1/namespaces/nas/latencyprobes/cifar-nb201-00042-probe?")
                 .await;
             assert_eq!(probe.body["spec"]["deviceClass"], "pixel");
             assert_eq!(probe.body["spec"]["inputShape"], json!([1, 3, 32, 32]));
@@ -236,10 +236,34 @@ async fn a_finished_trial_cleans_its_pods_once_and_keeps_its_result() {
 }
 
 #[tokio::test]
+async fn a_pod_created_before_a_reconcile_stopped_counts_as_created() {
+    // The pod was created, then the reconcile stopped before the status named it: the create
+    // is repeated and finds it (409 AlreadyExists), which is no error.
+    reconciled(gpu_trial(), |mut s, object| {
+        Box::pin(async move {
+            s.expect("POST", &format!("{PODS}?"), &[], |_| {
+                (
+                    409,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                           "message": "pods \"cifar-nb201-00042-train-1\" already exists",
+                           "reason": "AlreadyExists", "code": 409}),
+                )
+            })
+            .await;
+            let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
+            assert_eq!((st.phase, st.attempts), (Some(TrialPhase::Pending), 1));
+            assert_eq!(st.pod_name.as_deref(), Some("cifar-nb201-00042-train-1"));
+            s
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_pod_the_api_server_refuses_fails_the_trial_instead_of_retrying_forever() {
     reconciled(gpu_trial(), |mut s, object| {
         Box::pin(async move {
-            s.expect("PATCH", &format!("{PODS}/cifar-nb201-00042-train-1?"), &[], |_| {
+            s.expect("POST", &format!("{PODS}?"), &[], |_| {
                 (
                     422,
                     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
