@@ -89,14 +89,35 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     // metadata is listed, and their data read and decoded only when a head exists. The trials
     // come from the ChildTrial controller's cache when there is one.
     let selector = format!("{}={name}", labels::SEARCH);
+    let mut cached_policy = None;
     let cached = ctx.take_policy(&uid);
+    // While this search's policy write must wait (`MIN_SAVE_INTERVAL`) and children run, a
+    // reconcile could only tell results in memory: no child may start before the state naming
+    // it is written, and the status waits with the write. So it does nothing and comes back
+    // when the wait ends (the trials that finished meanwhile are told then), unless the spec
+    // changed. This spares the work over all the search's trials that each trial event would
+    // cost (one reconcile per finished trial otherwise).
+    if let Some(c) = cached {
+        let running = previous.is_some_and(|p| {
+            p.observed_generation == generation
+                && matches!(p.phase, Some(SearchPhase::Running | SearchPhase::Suspended))
+        });
+        match ctx.save_wait(&uid) {
+            Some(wait) if running && !c.strategy.pending().is_empty() => {
+                ctx.keep_policy(&uid, c);
+                ctx.succeeded(&key(search.as_ref()));
+                return Ok(Action::requeue(wait));
+            }
+            _ => cached_policy = Some(c),
+        }
+    }
     // Objects of a deleted search of the same name wait for garbage collection: do not read
     // or overwrite them.
     let foreign = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
         refs.iter()
             .any(|o| o.controller == Some(true) && o.uid != uid)
     };
-    let (maps, head_version, strategy) = match cached {
+    let (maps, head_version, strategy) = match cached_policy {
         Some(c) => (None, Some(c.version), Some((c.strategy, c.checkpoint))),
         None => {
             let maps = policy_maps(&config_maps, &selector).await?;
@@ -274,13 +295,6 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             field_manager: Some(crate::runtime::MANAGER.into()),
             ..kube::api::PostParams::default()
         };
-        // The parts that exist, and those a writer stopped half-way left, listed now (a
-        // cached policy skipped the listing at the read; one made before then would miss
-        // parts that a writer stopped while its requests were in flight created since).
-        let maps = match maps {
-            Some(maps) => maps,
-            None => policy_maps(&config_maps, &selector).await?,
-        };
         // Most writes are the head alone (the journal of results since the checkpoint);
         // a new checkpoint's parts are created first when one is due.
         let (kind, parts, head, written) =
@@ -310,8 +324,23 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
                     ("whole", maps, head, None)
                 }
             };
+        // The parts that exist, and those a writer stopped half-way left: listed at the read,
+        // or now for a write of parts or the whole state (a cached policy skipped the listing
+        // at the read; one made before then would miss parts that a writer stopped while its
+        // requests were in flight created since). A journal from the cached policy changes
+        // no part and needs no listing: a part left by a stopped writer goes with the next
+        // checkpoint (every `CHECKPOINT_RESULTS` results) or the next read.
+        let maps = match maps {
+            Some(maps) => Some(maps),
+            None if kind == "journal" => None,
+            None => Some(policy_maps(&config_maps, &selector).await?),
+        };
         for mut part in parts {
-            if maps.iter().any(|m| m.metadata.name == part.metadata.name) {
+            if maps
+                .iter()
+                .flatten()
+                .any(|m| m.metadata.name == part.metadata.name)
+            {
                 continue;
             }
             part.metadata.owner_references = Some(vec![owner.clone()]);
@@ -351,7 +380,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         wrote = kind;
         ctx.saved_policy(&uid);
         let kept = referenced_parts(&name, std::slice::from_ref(&head));
-        for part in stale_parts(&name, &maps, &kept) {
+        for part in stale_parts(&name, maps.as_deref().unwrap_or_default(), &kept) {
             match config_maps.delete(&part, &Default::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -361,27 +390,16 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     }
     steps.done("save");
     // Up to CREATE_CONCURRENCY at once (a search of parallelism 450 starts 450 children in
-    // its first reconcile); the state naming them is saved, so their order does not matter.
+    // its first reconcile).
     let new_children = resumed
         .missing
         .iter()
         .chain(&launched)
         .map(|p| child_trial(&search, p).map_err(Error::Missing))
         .collect::<Result<Vec<_>>>()?;
-    let creations = new_children.iter().cloned().map(|child| {
-        let trials = trials.clone();
-        async move { create(&trials, &child).await }
-    });
-    futures::stream::iter(creations)
-        .buffered(CREATE_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
     let created: Vec<String> = new_children.iter().map(|c| c.name_any()).collect();
-    steps.done("create");
 
-    // Status.
+    // Status (written alongside the creates, below).
     let summary = core.summary(1);
     let all: Vec<&super::Trial> = core.trials().collect();
     let mut status = search_status(
@@ -474,9 +492,30 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     // changes: the reconcile the wait ends with writes both (the counts lag by at most
     // `MIN_SAVE_INTERVAL`; one status write per interval instead of one per finished trial).
     let deferred = save_wait.is_some() && previous.and_then(|p| p.phase) == status.phase;
-    if previous != Some(&status) && !deferred {
-        apply_status(&searches, search.as_ref(), &status).await?;
-    }
+    // The creates and the status write go together: neither reads what the other writes (the
+    // status already counts the new children as pending; should a create fail, the retry
+    // writes the status again). The state naming the children is saved, so the creates'
+    // order does not matter either.
+    let creations = new_children.iter().cloned().map(|child| {
+        let trials = trials.clone();
+        async move { create(&trials, &child).await }
+    });
+    let creating = futures::stream::iter(creations)
+        .buffered(CREATE_CONCURRENCY)
+        .collect::<Vec<_>>();
+    let writing = async {
+        if previous != Some(&status) && !deferred {
+            apply_status(&searches, search.as_ref(), &status)
+                .await
+                .map(|_| ())
+        } else {
+            Ok(())
+        }
+    };
+    let (creates, written) = futures::join!(creating, writing);
+    creates.into_iter().collect::<Result<Vec<_>>>()?;
+    written?;
+    steps.done("create");
     ctx.publish(search.as_ref(), "Reconcile", &notes).await;
     steps.done("status");
 

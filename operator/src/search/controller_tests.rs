@@ -556,3 +556,60 @@ async fn while_a_policy_write_waits_results_are_told_in_memory_and_nothing_is_wr
     assert_eq!(cached.strategy.counts().told, 1);
     assert_eq!(cached.version, "41");
 }
+
+#[tokio::test]
+async fn while_a_policy_write_waits_a_cached_search_is_not_reconciled_until_the_wait_ends() {
+    let mut s = search("{maxTrials: 4, parallelism: 2}");
+    s.status = Some(ArchitectureSearchStatus {
+        phase: Some(SearchPhase::Running),
+        observed_generation: Some(1),
+        ..ArchitectureSearchStatus::default()
+    });
+    let uid = s.metadata.uid.clone().unwrap();
+    let space = s.spec.search_space.build().unwrap();
+    let cache = |ctx: &crate::runtime::Context, proposals: usize| {
+        let mut st = strategy::build(&space, &s.spec.strategy, 0).unwrap();
+        st.ask(proposals);
+        ctx.keep_policy(
+            &uid,
+            crate::runtime::CachedPolicy {
+                version: "41".into(),
+                strategy: st,
+                checkpoint: None,
+            },
+        );
+        ctx.saved_policy(&uid);
+    };
+    let (ctx, server) = mock::context();
+    cache(&ctx, 2);
+    let action = mock::run(reconcile(Arc::new(s.clone()), ctx.clone()), async move {
+        // No request at all: nothing is read, told, written or created.
+        server
+    })
+    .await
+    .unwrap();
+    assert_ne!(action, Action::requeue(super::RESYNC));
+    assert!(format!("{action:?}").contains("ms)"), "{action:?}");
+    assert_eq!(ctx.take_policy(&uid).unwrap().strategy.pending().len(), 2);
+
+    // A changed spec (generation 2, status at 1) is reconciled at once.
+    let mut changed = s.clone();
+    changed.metadata.generation = Some(2);
+    let (ctx, server) = mock::context();
+    cache(&ctx, 2);
+    mock::run(
+        async move { reconcile(Arc::new(changed), ctx).await.unwrap() },
+        async move {
+            let mut api = server;
+            api.expect_list(TRIALS, SELECTOR, vec![]).await;
+            // The proposals saved but not yet created are created; nothing new starts (the
+            // write still waits), and the status waits with it.
+            for i in 0..2 {
+                api.expect_create(&format!("{TRIALS}/cifar-0000{i}?")).await;
+            }
+            api.expect_event("nas", "TrialsCreated").await;
+            api
+        },
+    )
+    .await;
+}
