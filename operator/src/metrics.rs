@@ -309,7 +309,8 @@ pub struct StepTimer<'a> {
 }
 
 impl StepTimer<'_> {
-    /// Ends step `step` (a constant: `read`, `tell`, `launch`, `save`, `create`, `status`).
+    /// Ends step `step` (a constant: `read`, `tell`, `launch`, `save`, `create`; `status`,
+    /// which runs alongside `create`, is observed on its own).
     pub fn done(&mut self, step: &str) {
         let now = std::time::Instant::now();
         self.metric

@@ -83,6 +83,34 @@ impl Error {
     }
 }
 
+/// Events that may wait to be recorded; more are dropped (with a warning), as client-go's
+/// event broadcaster drops them beyond its queue of 1,000
+/// (k8s.io/client-go/tools/record/event.go, `maxQueuedEvents`).
+pub const EVENT_QUEUE: usize = 1000;
+
+/// Events recorded at once.
+pub const EVENT_CONCURRENCY: usize = 8;
+
+/// An Event to record: the recorder (the search one keeps series), the Event, its object.
+type QueuedEvent = (Recorder, Event, k8s_openapi::api::core::v1::ObjectReference);
+
+/// Records the queued Events, up to [`EVENT_CONCURRENCY`] at once, until every sender is gone.
+/// A failed one is logged: Events are best effort.
+async fn record_events(waiting: tokio::sync::mpsc::Receiver<QueuedEvent>) {
+    futures::stream::unfold(waiting, |mut waiting| async move {
+        waiting.recv().await.map(|e| (e, waiting))
+    })
+    .for_each_concurrent(
+        EVENT_CONCURRENCY,
+        |(recorder, event, reference)| async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                tracing::warn!(error = %e, reason = %event.reason, "could not record an Event");
+            }
+        },
+    )
+    .await;
+}
+
 /// Result of a reconcile.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -94,6 +122,9 @@ pub struct Context {
     /// repeated Event (TrialsCreated on every reconcile that starts children) becomes one Event
     /// with a growing series count.
     recorder: Recorder,
+    /// Events waiting to be recorded by [`record_events`] (started by the first
+    /// [`Context::publish`]).
+    events: std::sync::OnceLock<tokio::sync::mpsc::Sender<QueuedEvent>>,
     /// Who reports the Events (controller and pod name).
     reporter: Reporter,
     /// The operator's metrics.
@@ -153,6 +184,7 @@ impl Context {
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter.clone()),
+            events: std::sync::OnceLock::new(),
             reporter,
             client,
             metrics,
@@ -320,8 +352,10 @@ impl Context {
             .min(MAX_BACKOFF)
     }
 
-    /// Records `notes` as Events on `obj` (a failed Event is logged, not an error: Events are
-    /// best effort).
+    /// Queues `notes` as Events on `obj`. A background task records them (as client-go's
+    /// recorder does), so a reconcile does not wait for them; a failed one is logged, not an
+    /// error, and beyond [`EVENT_QUEUE`] waiting they are dropped: Events are best effort.
+    /// Needs a Tokio runtime (the first call starts the task).
     ///
     /// Events of searches go through the shared Recorder (series). Events of ChildTrials and
     /// LatencyProbes go through a Recorder made for this call: kube's Recorder keeps every
@@ -330,7 +364,7 @@ impl Context {
     /// in the last 6 minutes (35 MB at 32 trials/s in `make bench-scale`). A trial's Events
     /// rarely repeat (a retried attempt or a disruption: a few per trial), so they lose
     /// little by not forming series.
-    pub async fn publish<K>(&self, obj: &K, action: &str, notes: &[Note])
+    pub fn publish<K>(&self, obj: &K, action: &str, notes: &[Note])
     where
         K: Resource<DynamicType = ()>,
     {
@@ -338,13 +372,16 @@ impl Context {
             return;
         }
         let reference = obj.object_ref(&());
-        let one_off;
         let recorder = if K::kind(&()) == ArchitectureSearch::kind(&()) {
-            &self.recorder
+            self.recorder.clone()
         } else {
-            one_off = Recorder::new(self.client.clone(), self.reporter.clone());
-            &one_off
+            Recorder::new(self.client.clone(), self.reporter.clone())
         };
+        let queue = self.events.get_or_init(|| {
+            let (queue, waiting) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+            tokio::spawn(record_events(waiting));
+            queue
+        });
         for n in notes {
             let event = Event {
                 type_: if n.warning {
@@ -357,8 +394,14 @@ impl Context {
                 action: action.into(),
                 secondary: None,
             };
-            if let Err(e) = recorder.publish(&event, &reference).await {
-                tracing::warn!(error = %e, reason = n.reason, "could not record an Event");
+            if queue
+                .try_send((recorder.clone(), event, reference.clone()))
+                .is_err()
+            {
+                tracing::warn!(
+                    reason = n.reason,
+                    "Event dropped: {EVENT_QUEUE} Events wait to be recorded"
+                );
             }
         }
     }

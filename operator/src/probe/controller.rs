@@ -118,7 +118,7 @@ pub async fn reconcile(probe: Arc<LatencyProbe>, ctx: Arc<Context>) -> Result<Ac
         &object_key,
         plan.status.phase == Some(ProbePhase::Pending),
     );
-    ctx.publish(probe.as_ref(), "Reconcile", &plan.notes).await;
+    ctx.publish(probe.as_ref(), "Reconcile", &plan.notes);
     ctx.succeeded(&object_key);
     let resync = crate::trial::controller::RESYNC;
     Ok(if plan.wait {

@@ -151,8 +151,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
                     "objects labelled {selector} belong to a deleted search of the same name; waiting for their garbage collection"
                 ),
             }],
-        )
-        .await;
+        );
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     let has_head = head_version.is_some();
@@ -504,20 +503,26 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         .buffered(CREATE_CONCURRENCY)
         .collect::<Vec<_>>();
     let writing = async {
-        if previous != Some(&status) && !deferred {
+        let started = std::time::Instant::now();
+        let written = if previous != Some(&status) && !deferred {
             apply_status(&searches, search.as_ref(), &status)
                 .await
                 .map(|_| ())
         } else {
             Ok(())
-        }
+        };
+        ctx.metrics
+            .search_steps
+            .with_label_values(&["status"])
+            .observe(started.elapsed().as_secs_f64());
+        written
     };
     let (creates, written) = futures::join!(creating, writing);
     creates.into_iter().collect::<Result<Vec<_>>>()?;
     written?;
+    // Both steps together (`status` is also timed on its own, above).
     steps.done("create");
-    ctx.publish(search.as_ref(), "Reconcile", &notes).await;
-    steps.done("status");
+    ctx.publish(search.as_ref(), "Reconcile", &notes);
 
     // Metrics.
     let m = &ctx.metrics;
@@ -637,8 +642,7 @@ async fn block(
                 reason,
                 message: message.to_string(),
             }],
-        )
-        .await;
+        );
     }
     ctx.succeeded(&key(search));
     Ok(Action::await_change())

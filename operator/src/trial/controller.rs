@@ -90,7 +90,7 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
             }
         }
     }
-    ctx.publish(trial.as_ref(), "Reconcile", &plan.notes).await;
+    ctx.publish(trial.as_ref(), "Reconcile", &plan.notes);
     ctx.succeeded(&crate::runtime::key(trial.as_ref()));
     // A pending deadline may fall due before the next pod event (or the resync).
     let due = plan
