@@ -258,11 +258,41 @@ impl Policy {
         }
     }
 
-    /// A deep copy (weights and moments), for an update made apart from this policy.
-    fn fork(&self) -> Self {
-        let params = self.params().iter().map(|t| t.detach().copy()).collect();
-        let copy = |ts: &[Tensor]| ts.iter().map(Tensor::copy).collect();
-        Self::assemble(self.choices.clone(), params, copy(&self.m), copy(&self.v))
+    /// A deep copy (weights and moments), for an update made apart from this policy: into
+    /// `spare` (a policy of the same shapes, its buffers reused) when given.
+    fn fork(&self, spare: Option<Self>) -> Self {
+        match spare {
+            Some(mut into) => {
+                tch::no_grad(|| {
+                    for (to, from) in into.params_mut().into_iter().zip(self.params()) {
+                        to.copy_(from);
+                    }
+                    let moments = into.m.iter_mut().zip(&self.m);
+                    for (to, from) in moments.chain(into.v.iter_mut().zip(&self.v)) {
+                        to.copy_(from);
+                    }
+                });
+                into
+            }
+            None => {
+                let params = self.params().iter().map(|t| t.detach().copy()).collect();
+                let copy = |ts: &[Tensor]| ts.iter().map(Tensor::copy).collect();
+                Self::assemble(self.choices.clone(), params, copy(&self.m), copy(&self.v))
+            }
+        }
+    }
+
+    fn params_mut(&mut self) -> [&mut Tensor; 8] {
+        [
+            &mut self.start,
+            &mut self.embed,
+            &mut self.w_ih,
+            &mut self.w_hh,
+            &mut self.b_ih,
+            &mut self.b_hh,
+            &mut self.head_w,
+            &mut self.head_b,
+        ]
     }
 
     /// Log-probability of decision vector `v` (no gradients).
@@ -491,6 +521,9 @@ fn draw(lp: &[f32], rng: &mut ChaCha8Rng) -> usize {
 struct Learning {
     policy: Policy,
     learner: Learner,
+    /// The policy an update replaced, whose buffers the next fork reuses (a background
+    /// learner allocates no new 1 MB policy per update).
+    spare: Option<Policy>,
 }
 
 impl Learning {
@@ -501,13 +534,14 @@ impl Learning {
 
     /// A copy to make the next update on, apart from this one (the first batch of results
     /// only).
-    fn fork(&self, batch: usize) -> Self {
+    fn fork(&mut self, batch: usize) -> Self {
         Self {
-            policy: self.policy.fork(),
+            policy: self.policy.fork(self.spare.take()),
             learner: Learner {
                 completed: self.learner.completed[..batch].to_vec(),
                 ..self.learner.clone()
             },
+            spare: None,
         }
     }
 
@@ -515,7 +549,7 @@ impl Learning {
     /// the batch it learned from leaves the queue (results told since stay).
     fn install(&mut self, updated: Self, batch: usize) {
         self.learner.completed.drain(..batch);
-        self.policy = updated.policy;
+        self.spare = Some(std::mem::replace(&mut self.policy, updated.policy));
         self.learner = Learner {
             completed: std::mem::take(&mut self.learner.completed),
             ..updated.learner
@@ -818,7 +852,11 @@ impl Controller {
             journal,
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner {
-                    learning: Learning { policy, learner },
+                    learning: Learning {
+                        policy,
+                        learner,
+                        spare: None,
+                    },
                     stop: false,
                     failed: None,
                     waiter: None,
