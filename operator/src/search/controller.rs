@@ -156,7 +156,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     }
     let has_head = head_version.is_some();
     // The checkpoint the stored state's journal is on (`None`: stored whole, or not yet).
-    let (strategy, mut checkpoint) = if let Some(cached) = strategy {
+    let (mut strategy, mut checkpoint) = if let Some(cached) = strategy {
         cached
     } else if has_head {
         let full: Vec<ConfigMap> = config_maps
@@ -208,7 +208,6 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         );
         return block(&ctx, &searches, &search, REASON_POLICY_STATE, &message).await;
     };
-    let mut strategy = strategy;
     // Controllers learn on a thread of their own: telling results below only queues them, and
     // new children are sampled from the newest weights (a reconcile never waits for updates).
     let learner = strategy.learn_in_background();

@@ -264,11 +264,12 @@ impl Policy {
         match spare {
             Some(mut into) => {
                 tch::no_grad(|| {
-                    for (to, from) in into.params_mut().into_iter().zip(self.params()) {
+                    let (params, m, v) = into.parts_mut();
+                    for (to, from) in params.into_iter().zip(self.params()) {
                         to.copy_(from);
                     }
-                    let moments = into.m.iter_mut().zip(&self.m);
-                    for (to, from) in moments.chain(into.v.iter_mut().zip(&self.v)) {
+                    let moments = m.iter_mut().zip(&self.m);
+                    for (to, from) in moments.chain(v.iter_mut().zip(&self.v)) {
                         to.copy_(from);
                     }
                 });
@@ -282,17 +283,22 @@ impl Policy {
         }
     }
 
-    fn params_mut(&mut self) -> [&mut Tensor; 8] {
-        [
-            &mut self.start,
-            &mut self.embed,
-            &mut self.w_ih,
-            &mut self.w_hh,
-            &mut self.b_ih,
-            &mut self.b_hh,
-            &mut self.head_w,
-            &mut self.head_b,
-        ]
+    /// The parameters (in [`Policy::NAMES`] order) and the Adam moments, to change.
+    fn parts_mut(&mut self) -> ([&mut Tensor; 8], &mut [Tensor], &mut [Tensor]) {
+        (
+            [
+                &mut self.start,
+                &mut self.embed,
+                &mut self.w_ih,
+                &mut self.w_hh,
+                &mut self.b_ih,
+                &mut self.b_hh,
+                &mut self.head_w,
+                &mut self.head_b,
+            ],
+            &mut self.m,
+            &mut self.v,
+        )
     }
 
     /// Log-probability of decision vector `v` (no gradients).
@@ -393,17 +399,8 @@ impl Policy {
         tch::no_grad(|| {
             let c1 = 1.0 - ADAM_BETA1.powi(t as i32);
             let c2 = 1.0 - ADAM_BETA2.powi(t as i32);
-            let params = [
-                &mut self.start,
-                &mut self.embed,
-                &mut self.w_ih,
-                &mut self.w_hh,
-                &mut self.b_ih,
-                &mut self.b_hh,
-                &mut self.head_w,
-                &mut self.head_b,
-            ];
-            for ((p, m), v) in params.into_iter().zip(&mut self.m).zip(&mut self.v) {
+            let (params, m, v) = self.parts_mut();
+            for ((p, m), v) in params.into_iter().zip(m).zip(v) {
                 let g = p.grad();
                 if !g.defined() {
                     continue;
