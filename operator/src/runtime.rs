@@ -447,8 +447,8 @@ where
 
 /// Creates `obj` (`POST`, field manager [`MANAGER`]); one that exists already counts as
 /// created. Only for objects whose name fixes their content (a child's proposal id, a pod's
-/// attempt): a create is repeated when a reconcile stopped before recording it, and then
-/// finds its own object. (Cheaper for the API server than a server-side apply: measured with
+/// attempt, a policy checkpoint part's checksum): a create is repeated when a reconcile
+/// stopped before recording it, and then finds its own object. (Cheaper for the API server than a server-side apply: measured with
 /// `make bench-scale`, see the README.)
 ///
 /// # Errors

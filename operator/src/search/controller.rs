@@ -342,12 +342,8 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
                 continue;
             }
             part.metadata.owner_references = Some(vec![owner.clone()]);
-            match config_maps.create(&post, &part).await {
-                Err(kube::Error::Api(e)) if e.code == 409 => {} // same name, same bytes
-                other => {
-                    other?;
-                }
-            }
+            // Named by the checksum of its bytes: one there already holds the same.
+            create(&config_maps, &part).await?;
         }
         let mut head = head;
         head.metadata.owner_references = Some(vec![owner.clone()]);
