@@ -717,6 +717,10 @@ impl LearnerHandle {
 /// when done, so that proposals are sampled from the newest weights meanwhile without waiting
 /// for an update. Updates are made in the order of the results, as inline ones are.
 fn learn(shared: Arc<Shared>, settings: ControllerSettings) {
+    // libtorch's OpenMP setting is per thread: without this the learner's updates would run
+    // on one OpenMP thread per core (each with its own buffers) for matrices of a few hundred
+    // elements, and could sum in another order than the inline learner.
+    tch::set_num_threads(1);
     let batch = shared.batch;
     loop {
         let mut work = {
