@@ -134,6 +134,12 @@ impl ApiServer {
                 assert_eq!(s.body["kind"], object["kind"]);
                 let mut answer = object.clone();
                 answer["status"] = s.body["status"].clone();
+                // A write makes a new resourceVersion.
+                let version = object["metadata"]["resourceVersion"]
+                    .as_str()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+                answer["metadata"]["resourceVersion"] = json!((version + 1).to_string());
                 (200, answer)
             },
         )

@@ -114,6 +114,17 @@ async fn record_events(waiting: tokio::sync::mpsc::Receiver<QueuedEvent>) {
 /// Result of a reconcile.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A ChildTrial as this process wrote it (see [`Context::newest_trial`]).
+struct WrittenTrial {
+    trial: Arc<ChildTrial>,
+    at: std::time::Instant,
+}
+
+/// How long a written ChildTrial stands in for the cache's at most: far beyond the watch
+/// delay (milliseconds), short enough that a write the watch never showed (a restart that
+/// listed a newer version) cannot hide a newer trial for long.
+pub const WRITTEN_TRIAL_TTL: Duration = Duration::from_secs(30);
+
 /// Shared by every reconcile.
 pub struct Context {
     /// The API client.
@@ -148,6 +159,10 @@ pub struct Context {
     /// The search controllers' caches of ArchitectureSearches, by watched namespace (`""`:
     /// all namespaces): which searches still exist.
     search_stores: std::sync::RwLock<HashMap<String, Store<ArchitectureSearch>>>,
+    /// The ChildTrials whose status this process wrote (by [`key`]), as the API server
+    /// returned them, until the ChildTrial cache shows that version (see
+    /// [`Context::newest_trial`]). At most the trials written in the last watch delay.
+    written_trials: Mutex<HashMap<String, WrittenTrial>>,
 }
 
 /// Sends searches to their controller's queue (see [`Context::search_waker`]).
@@ -195,7 +210,122 @@ impl Context {
             saves: Mutex::new(HashMap::new()),
             search_wakes: std::sync::RwLock::new(HashMap::new()),
             search_stores: std::sync::RwLock::new(HashMap::new()),
+            written_trials: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `trial` as given by the ChildTrial cache, or as this process last wrote its status
+    /// when the cache has not shown that write yet. A reconcile woken by a change of the
+    /// trial's Pod (the Pod this process just created, or deleted after writing the result)
+    /// can read the trial from before the write: it would create the Pod again (409), write
+    /// the same status again, or take the deleted Pod for a lost one and start the trial
+    /// again. Only this process writes trial status, so its last write is the newest (a
+    /// written copy older than [`WRITTEN_TRIAL_TTL`] is dropped, in case a watch restart
+    /// skipped its version).
+    pub fn newest_trial(&self, trial: Arc<ChildTrial>) -> Arc<ChildTrial> {
+        let mut written = self
+            .written_trials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if written.is_empty() {
+            return trial;
+        }
+        let key = key(trial.as_ref());
+        match written.get(&key) {
+            Some(w)
+                if w.trial.metadata.uid == trial.metadata.uid
+                    && w.trial.metadata.resource_version != trial.metadata.resource_version
+                    && w.at.elapsed() < WRITTEN_TRIAL_TTL =>
+            {
+                w.trial.clone()
+            }
+            Some(_) => {
+                written.remove(&key);
+                trial
+            }
+            None => trial,
+        }
+    }
+
+    /// Records the trial this process wrote (the API server's answer to the status write),
+    /// unless the ChildTrial cache shows that version already.
+    pub fn wrote_trial(&self, trial: ChildTrial) {
+        let key = key(&trial);
+        let store = {
+            let stores = self.trial_stores.read().unwrap_or_else(|e| e.into_inner());
+            let namespace = trial.metadata.namespace.clone().unwrap_or_default();
+            stores.get(&namespace).or_else(|| stores.get("")).cloned()
+        };
+        // Under the lock that [`Context::trial_cached`] takes after the cache applied a
+        // change: either the cache shows the write here, or its removal comes after this.
+        let mut written = self
+            .written_trials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let cached = store.and_then(|s| s.get(&ObjectRef::from_obj(&trial)));
+        if cached.is_some_and(|c| c.metadata.resource_version == trial.metadata.resource_version) {
+            written.remove(&key);
+            return;
+        }
+        if written.len() >= 1024 {
+            written.retain(|_, w| w.at.elapsed() < WRITTEN_TRIAL_TTL);
+        }
+        written.insert(
+            key,
+            WrittenTrial {
+                trial: Arc::new(trial),
+                at: std::time::Instant::now(),
+            },
+        );
+    }
+
+    /// Called for each change the ChildTrial watch applied to the cache: once the cache shows
+    /// the version this process wrote (or the trial is deleted), the written copy goes.
+    pub fn trial_cached(&self, trial: &ChildTrial, deleted: bool) {
+        let mut written = self
+            .written_trials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if written.is_empty() {
+            return;
+        }
+        let key = key(trial);
+        let seen = written.get(&key).is_some_and(|w| {
+            deleted || w.trial.metadata.resource_version == trial.metadata.resource_version
+        });
+        if seen {
+            written.remove(&key);
+        }
+    }
+
+    /// Uses `store` as the Pod cache of `namespace` (tests calling a reconciler directly).
+    #[cfg(test)]
+    pub fn use_pod_store(&self, namespace: &str, store: Store<Pod>) {
+        self.pod_stores
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(namespace.to_string(), store);
+    }
+
+    /// Trainer Pods of trial `trial` in `namespace` that the Pod cache holds and that are not
+    /// being deleted; 0 without a cache or before it listed the Pods.
+    pub fn cached_trainer_pods(&self, namespace: &str, trial: &str) -> usize {
+        use crate::trial::pod::{ROLE_LABEL, TRIAL_LABEL};
+        let stores = self.pod_stores.read().unwrap_or_else(|e| e.into_inner());
+        let Some(store) = stores.get(namespace).or_else(|| stores.get("")) else {
+            return 0;
+        };
+        store
+            .state()
+            .iter()
+            .filter(|p| {
+                let labels = p.labels();
+                p.metadata.namespace.as_deref() == Some(namespace)
+                    && p.metadata.deletion_timestamp.is_none()
+                    && labels.get(TRIAL_LABEL).map(String::as_str) == Some(trial)
+                    && labels.get(ROLE_LABEL).map(String::as_str) == Some("trainer")
+            })
+            .count()
     }
 
     /// Drops the cached policies (each with its learner thread) and the save times of searches
@@ -628,6 +758,7 @@ pub async fn run(
         // 5-minute resync).
         let (trial_store, writer) = kube::runtime::reflector::store::<ChildTrial>();
         let (to_search, search_trigger) = futures::channel::mpsc::unbounded::<ChildTrial>();
+        let cached = ctx.clone();
         let trial_stream = kube::runtime::reflector(
             writer,
             watcher(trials, watcher::Config::default()).modify(slim_cached_trial),
@@ -637,6 +768,7 @@ pub async fn run(
                 watcher::Event::Apply(t) | watcher::Event::InitApply(t) | watcher::Event::Delete(t),
             ) = event
             {
+                cached.trial_cached(t, matches!(event, Ok(watcher::Event::Delete(_))));
                 // Only fails once the search controller has stopped.
                 let _ = to_search.unbounded_send(t.clone());
             }
@@ -809,6 +941,63 @@ mod tests {
             save_wait(Some(t0 + Duration::from_secs(1)), t0),
             Some(MIN_SAVE_INTERVAL)
         );
+    }
+
+    #[tokio::test]
+    async fn a_written_trial_stands_in_for_the_cache_until_the_cache_shows_the_write() {
+        let (ctx, _server) = crate::mock::context();
+        let (store, mut writer) = kube::runtime::reflector::store::<ChildTrial>();
+        ctx.trial_stores
+            .write()
+            .unwrap()
+            .insert(String::new(), store);
+        let version = |phase, pod: Option<&str>, rv: &str| {
+            let mut t = trial(phase, pod);
+            t.metadata.uid = Some("u1".into());
+            t.metadata.resource_version = Some(rv.into());
+            t
+        };
+        let running = version(TrialPhase::Running, Some("cifar-nb201-00042-train-1"), "10");
+        let done = version(TrialPhase::Succeeded, None, "11");
+        let newest = |t: &ChildTrial| ctx.newest_trial(Arc::new(t.clone())).status.clone();
+        writer.apply_watcher_event(&watcher::Event::Apply(running.clone()));
+        ctx.wrote_trial(done.clone());
+        assert_eq!(newest(&running), done.status);
+        // A trial of the same name but another uid (deleted and created again) is not it.
+        let mut other = running.clone();
+        other.metadata.uid = Some("u2".into());
+        assert_eq!(newest(&other), other.status);
+        assert!(ctx.written_trials.lock().unwrap().is_empty());
+        // The cache catches up: the written copy goes.
+        ctx.wrote_trial(done.clone());
+        writer.apply_watcher_event(&watcher::Event::Apply(done.clone()));
+        ctx.trial_cached(&running, false);
+        assert_eq!(
+            ctx.written_trials.lock().unwrap().len(),
+            1,
+            "not that version"
+        );
+        ctx.trial_cached(&done, false);
+        assert!(ctx.written_trials.lock().unwrap().is_empty());
+        assert_eq!(newest(&running), running.status);
+        // Written after the cache showed the write: nothing is kept (nothing would remove it).
+        ctx.wrote_trial(done.clone());
+        assert!(ctx.written_trials.lock().unwrap().is_empty());
+        // A deleted trial's copy goes too.
+        writer.apply_watcher_event(&watcher::Event::Apply(running.clone()));
+        ctx.wrote_trial(done.clone());
+        assert_eq!(ctx.written_trials.lock().unwrap().len(), 1);
+        ctx.trial_cached(&running, true);
+        assert!(ctx.written_trials.lock().unwrap().is_empty());
+        // A copy the watch never showed stands in for WRITTEN_TRIAL_TTL at most.
+        ctx.wrote_trial(done.clone());
+        ctx.written_trials
+            .lock()
+            .unwrap()
+            .values_mut()
+            .for_each(|w| w.at -= WRITTEN_TRIAL_TTL);
+        assert_eq!(newest(&running), running.status);
+        assert!(ctx.written_trials.lock().unwrap().is_empty());
     }
 
     #[test]

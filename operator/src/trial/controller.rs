@@ -13,7 +13,7 @@ use kube::ResourceExt;
 use nasop_crds::api::{ChildTrial, LatencyProbe, TrialPhase};
 use nasop_crds::result::FailureReason;
 
-use super::plan::{plan, Note, TrialPlan};
+use super::plan::{finished, plan, Note, TrialPlan};
 use super::pod::{trainer_pod, ROLE_LABEL, TRIAL_LABEL};
 use crate::runtime::{apply_status, create, now, Context, Error, Result};
 
@@ -30,6 +30,8 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 /// API errors (retried with backoff by the error policy) and Pods that cannot be built.
 pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
+    // The cache may not show this process's last status write yet (see `newest_trial`).
+    let trial = ctx.newest_trial(trial);
     let namespace = trial
         .namespace()
         .ok_or(Error::Missing("metadata.namespace"))?;
@@ -38,13 +40,11 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
     let probes: Api<LatencyProbe> = Api::namespaced(ctx.client.clone(), &namespace);
     let trials: Api<ChildTrial> = Api::namespaced(ctx.client.clone(), &namespace);
     let status = trial.status.clone().unwrap_or_default();
-    let finished = matches!(
-        status.phase,
-        Some(TrialPhase::Succeeded) | Some(TrialPhase::Failed)
-    );
+    let finished = finished(&status);
     if finished && status.pod_name.is_none() {
+        let action = clean_leftovers(&ctx, &pods, &trial, &namespace, &name).await?;
         ctx.succeeded(&crate::runtime::key(trial.as_ref()));
-        return Ok(Action::await_change());
+        return Ok(action);
     }
     let pod = match (&status.pod_name, finished, status.metrics.is_some()) {
         (Some(p), false, false) => ctx.pod(&pods, &namespace, p).await?,
@@ -70,25 +70,18 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
             format!("the API server refused an object of the trial: {message}"),
         );
     }
-    if plan.delete_pods {
-        pods.delete_collection(
-            &DeleteParams::background(),
-            &ListParams::default().labels(&format!("{TRIAL_LABEL}={name},{ROLE_LABEL}=trainer")),
-        )
-        .await?;
-    }
     if trial.status.as_ref() != Some(&plan.status) {
-        apply_status(&trials, trial.as_ref(), &plan.status).await?;
-        let newly_finished = !finished
-            && matches!(
-                plan.status.phase,
-                Some(TrialPhase::Succeeded) | Some(TrialPhase::Failed)
-            );
-        if newly_finished {
+        let written = apply_status(&trials, trial.as_ref(), &plan.status).await?;
+        ctx.wrote_trial(written);
+        if !finished && super::plan::finished(&plan.status) {
             if let Some(seconds) = plan.status.metrics.as_ref().and_then(|m| m.train_seconds) {
                 ctx.metrics.trial_duration.observe(seconds);
             }
         }
+    }
+    // After the status: the result is stored before the Pod that holds it goes.
+    if plan.delete_pods {
+        delete_trainer_pods(&pods, &name).await?;
     }
     ctx.publish(trial.as_ref(), "Reconcile", &plan.notes);
     ctx.succeeded(&crate::runtime::key(trial.as_ref()));
@@ -97,6 +90,64 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
         .requeue_after
         .map(|s| std::time::Duration::from_secs(s.max(1)));
     Ok(Action::requeue(due.map_or(RESYNC, |d| d.min(RESYNC))))
+}
+
+/// How long after a trial finished its trainer Pods may still be in the Pod cache because
+/// their deletion is in flight (the cache lags the DELETE). A finished trial with Pods in the
+/// cache is looked at again after this; Pods still there then were left by a reconcile cut
+/// short between the status write and the delete (a crash, a failed request), and are deleted.
+pub const LEFTOVER_GRACE: Duration = Duration::from_secs(30);
+
+/// Deletes the trainer Pods of trial `name` (all attempts).
+async fn delete_trainer_pods(pods: &Api<Pod>, name: &str) -> Result<()> {
+    pods.delete_collection(
+        &DeleteParams::background(),
+        &ListParams::default().labels(&format!("{TRIAL_LABEL}={name},{ROLE_LABEL}=trainer")),
+    )
+    .await?;
+    Ok(())
+}
+
+/// For a finished trial that names no Pod: deletes trainer Pods the Pod cache still holds
+/// [`LEFTOVER_GRACE`] after the trial finished, and looks again when that falls due. No API
+/// request while the cache holds none (the usual case).
+async fn clean_leftovers(
+    ctx: &Context,
+    pods: &Api<Pod>,
+    trial: &ChildTrial,
+    namespace: &str,
+    name: &str,
+) -> Result<Action> {
+    if ctx.cached_trainer_pods(namespace, name) == 0 {
+        return Ok(Action::await_change());
+    }
+    let finished_at = trial
+        .status
+        .as_ref()
+        .and_then(|s| s.completion_time.as_ref())
+        .map(|t| t.0);
+    match leftover_wait(finished_at, now().0) {
+        Some(wait) => Ok(Action::requeue(wait)),
+        None => {
+            delete_trainer_pods(pods, name).await?;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// How long to wait before Pods of a trial that finished at `finished_at` count as left
+/// behind, at `now`; `None`: they do (also without a completion time).
+pub fn leftover_wait(
+    finished_at: Option<k8s_openapi::jiff::Timestamp>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<Duration> {
+    let since = now.duration_since(finished_at?);
+    let since = Duration::try_from(since).unwrap_or(Duration::ZERO);
+    LEFTOVER_GRACE
+        .checked_sub(since)
+        .filter(|w| !w.is_zero())
+        // Whole seconds, rounded up: never before the grace ends.
+        .map(|w| Duration::from_secs(w.as_secs() + u64::from(w.subsec_nanos() > 0)))
 }
 
 #[cfg(test)]

@@ -40,6 +40,22 @@ fn status_of(seen: &mock::Seen) -> ChildTrialStatus {
     serde_json::from_value(seen.body["status"].clone()).unwrap()
 }
 
+/// Expects the DELETE of the trial's trainer Pods (all attempts, by label).
+async fn expect_pods_deleted(s: &mut ApiServer) {
+    s.expect(
+        "DELETE",
+        &format!("{PODS}?"),
+        &["labelSelector=nasop.dev%2Ftrial%3Dcifar-nb201-00042%2Cnasop.dev%2Frole%3Dtrainer"],
+        |_| {
+            (
+                200,
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
+            )
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_new_trial_gets_its_trainer_pod_and_a_pending_status() {
     reconciled(gpu_trial(), |mut s, object| {
@@ -82,9 +98,12 @@ async fn a_completed_pod_makes_the_trial_succeed_with_parsed_metrics() {
                 Some(serde_json::to_value(done).unwrap()),
             )
             .await;
+            // The result first, without the pod name; then the pod goes.
             let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
             assert_eq!(st.phase, Some(TrialPhase::Succeeded));
+            assert_eq!(st.pod_name, None);
             assert_eq!(st.reward, Some(0.9375));
+            expect_pods_deleted(&mut s).await;
             let m = st.metrics.unwrap();
             assert_eq!(
                 (m.accuracy, m.params, m.train_seconds),
@@ -131,6 +150,7 @@ async fn a_failed_pod_is_retried_then_the_trial_fails() {
             let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
             assert_eq!(st.phase, Some(TrialPhase::Failed));
             assert_eq!(st.reason.as_deref(), Some("Internal"));
+            expect_pods_deleted(&mut s).await;
             s.expect_event("nas", "TrialFailed").await;
             s
         })
@@ -175,6 +195,7 @@ async fn a_bad_result_fails_the_trial_with_a_reason() {
             let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
             assert_eq!(st.phase, Some(TrialPhase::Failed));
             assert_eq!(st.reason.as_deref(), Some("BadResult"));
+            expect_pods_deleted(&mut s).await;
             s.expect_event("nas", "TrialFailed").await;
             s
         })
@@ -205,7 +226,7 @@ async fn a_trained_child_with_a_latency_objective_gets_a_probe() {
 }
 
 #[tokio::test]
-async fn a_finished_trial_cleans_its_pods_once_and_keeps_its_result() {
+async fn a_trial_finished_with_a_pod_named_cleans_its_pods_once_and_keeps_its_result() {
     let done = with(
         gpu_trial(),
         json!({"phase": "Succeeded", "attempts": 1, "podName": "cifar-nb201-00042-train-1",
@@ -213,15 +234,9 @@ async fn a_finished_trial_cleans_its_pods_once_and_keeps_its_result() {
     );
     reconciled(done, |mut s, object| {
         Box::pin(async move {
-            s.expect(
-                "DELETE",
-                &format!("{PODS}?"),
-                &["labelSelector=nasop.dev%2Ftrial%3Dcifar-nb201-00042%2Cnasop.dev%2Frole%3Dtrainer"],
-                |_| (200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})),
-            )
-            .await;
             let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
             assert_eq!((st.pod_name, st.reward), (None, Some(0.9)));
+            expect_pods_deleted(&mut s).await;
             s
         })
     })
@@ -281,4 +296,176 @@ async fn a_pod_the_api_server_refuses_fails_the_trial_instead_of_retrying_foreve
         })
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_trial_read_from_before_its_finished_write_is_not_started_again() {
+    // The reconcile woken by the deletion of the pod can read the trial from the cache as it
+    // was before the status write (running, its pod named): the pod is gone, which would count
+    // as a disruption and start attempt 2. The written trial is used instead: no request.
+    let (ctx, server) = mock::context();
+    let stale = with(gpu_trial(), running(1, 0));
+    let object = serde_json::to_value(&stale).unwrap();
+    let first = ctx.clone();
+    let trial = Arc::new(stale.clone());
+    mock::run(
+        async move { reconcile(trial, first).await.unwrap() },
+        async move {
+            let mut s = server;
+            let done = pod(
+                "cifar-nb201-00042-train-1",
+                "Succeeded",
+                0,
+                Some(&train_success(0.9)),
+            );
+            s.expect_get(
+                &format!("{PODS}/cifar-nb201-00042-train-1"),
+                Some(serde_json::to_value(done).unwrap()),
+            )
+            .await;
+            s.expect_status(&format!("{TRIAL}/status?"), &object).await;
+            expect_pods_deleted(&mut s).await;
+            s.expect_event("nas", "TrialSucceeded").await;
+            s
+        },
+    )
+    .await;
+    let newest = ctx.newest_trial(Arc::new(stale.clone()));
+    let st = newest.status.clone().unwrap();
+    assert_eq!(
+        (st.phase, st.reward),
+        (Some(TrialPhase::Succeeded), Some(0.9))
+    );
+    // The stale trial again: no GET of the pod, no new pod, no status write.
+    let (_, server) = mock::context();
+    let action = mock::run(
+        async move { reconcile(Arc::new(stale), ctx).await.unwrap() },
+        async move { server },
+    )
+    .await;
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
+
+#[tokio::test]
+async fn pods_left_by_a_cut_short_reconcile_are_deleted_after_the_grace() {
+    use kube::runtime::watcher::Event;
+    let (store, mut writer) = kube::runtime::reflector::store::<k8s_openapi::api::core::v1::Pod>();
+    let mut left: k8s_openapi::api::core::v1::Pod =
+        pod("cifar-nb201-00042-train-1", "Succeeded", 0, None);
+    left.metadata.labels = Some(
+        [
+            (
+                "nasop.dev/trial".to_string(),
+                "cifar-nb201-00042".to_string(),
+            ),
+            ("nasop.dev/role".to_string(), "trainer".to_string()),
+        ]
+        .into(),
+    );
+    writer.apply_watcher_event(&Event::Init);
+    writer.apply_watcher_event(&Event::InitApply(left.clone()));
+    writer.apply_watcher_event(&Event::InitDone);
+    let finished_at = |ago: i64| {
+        let at = crate::runtime::now().0 - k8s_openapi::jiff::SignedDuration::from_secs(ago);
+        with(
+            gpu_trial(),
+            json!({"phase": "Succeeded", "attempts": 1, "reward": 0.9, "completionTime": at}),
+        )
+    };
+    let run = |trial: ChildTrial, deletes: bool| {
+        let (ctx, server) = mock::context();
+        ctx.use_pod_store("nas", store.clone());
+        mock::run(
+            async move { reconcile(Arc::new(trial), ctx).await.unwrap() },
+            async move {
+                let mut s = server;
+                if deletes {
+                    expect_pods_deleted(&mut s).await;
+                }
+                s
+            },
+        )
+    };
+    // Just finished: the pod's deletion may be in flight; look again when the grace ends.
+    let action = run(finished_at(5), false).await;
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(25))
+    );
+    // Finished a minute ago: the pod was left behind.
+    let action = run(finished_at(60), true).await;
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    // A pod being deleted is not a leftover.
+    left.metadata.deletion_timestamp = Some(crate::runtime::now());
+    writer.apply_watcher_event(&Event::Apply(left));
+    let action = run(finished_at(60), false).await;
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
+
+#[test]
+fn leftover_pods_wait_out_the_grace_in_whole_seconds() {
+    use super::{leftover_wait, LEFTOVER_GRACE};
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    use std::time::Duration;
+    let t0: Timestamp = "2026-11-30T00:00:00Z".parse().unwrap();
+    let at = |ms: i64| t0 + SignedDuration::from_millis(ms);
+    assert_eq!(LEFTOVER_GRACE, Duration::from_secs(30));
+    assert_eq!(leftover_wait(Some(t0), t0), Some(Duration::from_secs(30)));
+    assert_eq!(
+        leftover_wait(Some(t0), at(29_001)),
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(
+        leftover_wait(Some(t0), at(10_500)),
+        Some(Duration::from_secs(20))
+    );
+    assert_eq!(leftover_wait(Some(t0), at(30_000)), None);
+    assert_eq!(leftover_wait(Some(t0), at(90_000)), None);
+    // A completion time ahead of this clock waits the whole grace; none at all does not wait.
+    assert_eq!(
+        leftover_wait(Some(at(5_000)), t0),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(leftover_wait(None, t0), None);
+}
+
+#[tokio::test]
+async fn a_trial_read_from_before_its_pending_write_does_not_create_its_pod_again() {
+    // The pod's creation wakes the trial at once; the cache may still show the trial without
+    // the status that names the pod. The written status is used: the pod is looked at, not
+    // created again (409) and the status not written again.
+    let (ctx, server) = mock::context();
+    let new = gpu_trial();
+    let first = ctx.clone();
+    let trial = Arc::new(new.clone());
+    let object = serde_json::to_value(&new).unwrap();
+    let (_, server) = mock::run_keeping(
+        async move { reconcile(trial, first).await.unwrap() },
+        async move {
+            let mut s = server;
+            s.expect_create(&format!("{PODS}/cifar-nb201-00042-train-1?"))
+                .await;
+            s.expect_status(&format!("{TRIAL}/status?"), &object).await;
+            s
+        },
+    )
+    .await;
+    let action = mock::run(
+        async move { reconcile(Arc::new(new), ctx).await.unwrap() },
+        async move {
+            let mut s = server;
+            let waiting = pod("cifar-nb201-00042-train-1", "Pending", 0, None);
+            s.expect_get(
+                &format!("{PODS}/cifar-nb201-00042-train-1"),
+                Some(serde_json::to_value(waiting).unwrap()),
+            )
+            .await;
+            s
+        },
+    )
+    .await;
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(super::RESYNC)
+    );
 }

@@ -43,8 +43,11 @@ pub struct TrialPlan {
     pub create_pod: Option<i32>,
     /// Create this LatencyProbe.
     pub create_probe: Option<LatencyProbe>,
-    /// The trial finished before this reconcile: delete its Pods (the result stays in the
-    /// status), then write the status (which no longer names a pod).
+    /// The trial finishes in this plan (or finished before with a pod still named): write
+    /// the status first (the result, no pod name), then delete its trainer Pods. In that
+    /// order a reconcile cut short between the two never loses the result; it leaves Pods,
+    /// which a later reconcile of the finished trial deletes (see
+    /// `crate::trial::controller::LEFTOVER_GRACE`).
     pub delete_pods: bool,
     /// Events to record.
     pub notes: Vec<Note>,
@@ -191,17 +194,11 @@ pub fn plan(
         notes: Vec::new(),
         requeue_after: None,
     };
-    if matches!(
-        status.phase,
-        Some(TrialPhase::Succeeded) | Some(TrialPhase::Failed)
-    ) {
-        // Finished: clean the pods once (the status written before says it finished, so a
-        // lost pod is never taken for a disruption); the status then drops the pod name.
-        if status.pod_name.is_some() {
-            status.pod_name = None;
-            out.status = status;
-            out.delete_pods = true;
-        }
+    if finished(&status) {
+        // Finished with a pod still named (written so by an earlier version, which deleted
+        // the pods in a later pass): drop the name and clean the pods.
+        release_pods(&mut status, &mut out);
+        out.status = status;
         return out;
     }
     let name = trial.metadata.name.clone().unwrap_or_default();
@@ -209,6 +206,7 @@ pub fn plan(
     if status.metrics.is_some() {
         // Trained; only the latency is missing.
         finish_with_probe(trial, &mut status, probe, now, &mut out);
+        release_pods(&mut status, &mut out);
         out.status = status;
         return out;
     }
@@ -312,8 +310,26 @@ pub fn plan(
             }
         }
     }
+    release_pods(&mut status, &mut out);
     out.status = status;
     out
+}
+
+/// A finished trial names no pod and has its trainer Pods deleted (after its status is
+/// written: [`TrialPlan::delete_pods`]).
+fn release_pods(status: &mut ChildTrialStatus, out: &mut TrialPlan) {
+    if finished(status) && status.pod_name.is_some() {
+        status.pod_name = None;
+        out.delete_pods = true;
+    }
+}
+
+/// Whether the status is final (Succeeded or Failed).
+pub fn finished(status: &ChildTrialStatus) -> bool {
+    matches!(
+        status.phase,
+        Some(TrialPhase::Succeeded) | Some(TrialPhase::Failed)
+    )
 }
 
 fn start_attempt(name: &str, status: &mut ChildTrialStatus, attempt: i32, out: &mut TrialPlan) {

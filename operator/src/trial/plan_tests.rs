@@ -48,26 +48,24 @@ fn a_completed_pod_gives_metrics_and_the_reward() {
     assert_eq!(m.epochs, Some(2));
     assert_eq!(m.learning_curve.len(), 2);
     assert_eq!(s.completion_time, Some(now()));
-    assert!(!p.delete_pods, "the finished status is written first");
     assert_eq!(p.notes[0].reason, "TrialSucceeded");
-    // Then the pods are cleaned once and the status drops the pod name.
-    let again = plan(
+    // The same plan drops the pod name and deletes the pods (after the status is written).
+    assert!(p.delete_pods && p.create_pod.is_none());
+    assert_eq!(s.pod_name, None);
+    let clean = plan(
         &with_status(gpu_trial(), p.status.clone()),
         None,
         None,
         &now(),
     );
-    assert!(again.delete_pods && again.create_pod.is_none());
-    assert_eq!(again.status.pod_name, None);
-    assert_eq!(again.status.reward, p.status.reward);
-    let clean = plan(
-        &with_status(gpu_trial(), again.status.clone()),
-        None,
-        None,
-        &now(),
-    );
     assert!(!clean.delete_pods);
-    assert_eq!(clean.status, again.status);
+    assert_eq!(clean.status, p.status);
+    // A trial finished with its pod still named (by an earlier version) is cleaned once.
+    let mut named = p.status.clone();
+    named.pod_name = Some(pod_name("cifar-nb201-00042", 1));
+    let again = plan(&with_status(gpu_trial(), named), None, None, &now());
+    assert!(again.delete_pods && again.create_pod.is_none());
+    assert_eq!(again.status, p.status);
 }
 
 #[test]
@@ -337,14 +335,9 @@ fn image_errors_fail_the_trial_after_the_pending_deadline_and_bad_names_at_once(
         "not retried: the same image would fail again"
     );
     assert_eq!(p.notes[0].reason, "TrialFailed");
-    // The failed trial's pod is deleted by the next pass (finished with a pod name).
-    let again = plan(
-        &with_status(gpu_trial(), p.status.clone()),
-        None,
-        None,
-        &now(),
-    );
-    assert!(again.delete_pods);
+    // The failed trial's pod is deleted once its status is written.
+    assert!(p.delete_pods);
+    assert_eq!(p.status.pod_name, None);
 
     // Set deadline: 60 s.
     let t = with_pending_deadline(Some(60));
