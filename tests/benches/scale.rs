@@ -10,7 +10,8 @@
 //! `nasop_reconcile_duration_seconds` histogram), API requests per trial (from
 //! `nasop_api_requests_total`) and the largest ArchitectureSearch status seen; then the p50/p99
 //! of each step of the search reconcile (`nasop_search_step_seconds`), to show where its time
-//! goes.
+//! goes; then the API server's own count of requests per trial on nasop's objects, by
+//! resource, verb and response code (a 409 there is a create that found its object).
 //!
 //! Goals (issue 10): 20,000 trials complete; peak memory under 256 MiB; reconcile p99 under
 //! 100 ms; no per-trial cost growing with the finished trials; status under 64 KiB.
@@ -129,8 +130,58 @@ struct Row {
     /// p50/p99 of each step of the search reconcile, ms.
     steps: Vec<(&'static str, f64, f64)>,
     requests_per_trial: f64,
+    /// API server requests per trial on the nasop objects, by resource, verb and code.
+    server_requests: Vec<(String, f64)>,
     status_bytes: usize,
     outcome: String,
+}
+
+/// The resources whose API server requests the bench reports.
+const RESOURCES: [&str; 6] = [
+    "architecturesearches",
+    "childtrials",
+    "latencyprobes",
+    "pods",
+    "configmaps",
+    "events",
+];
+
+/// `apiserver_request_total` of the API server's `/metrics` for [`RESOURCES`], as
+/// (`resource[/subresource] VERB code`, count), largest first.
+async fn server_requests(client: &kube::Client) -> Vec<(String, f64)> {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.unwrap_or_default();
+    let mut counts: BTreeMap<String, f64> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let resource = label("resource");
+        if !RESOURCES.contains(&resource.as_str()) {
+            continue;
+        }
+        let sub = label("subresource");
+        let name = if sub.is_empty() {
+            resource
+        } else {
+            format!("{resource}/{sub}")
+        };
+        let key = format!("{name} {} {}", label("verb"), label("code"));
+        *counts.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    let mut out: Vec<(String, f64)> = counts.into_iter().filter(|(_, c)| *c > 0.0).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
 }
 
 async fn run(n: i64, algorithm: &str, parallelism: i64, table: Arc<Table>) -> Row {
@@ -255,6 +306,7 @@ spec:
         })
         .collect();
     let requests = sum(&text, "nasop_api_requests_total", "");
+    let server_requests = server_requests(&client).await;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &operator.id().to_string()])
         .status();
@@ -269,6 +321,10 @@ spec:
         p50_p99,
         steps,
         requests_per_trial: requests / n as f64,
+        server_requests: server_requests
+            .into_iter()
+            .map(|(k, c)| (k, c / n as f64))
+            .collect(),
         status_bytes,
         outcome,
     }
@@ -355,5 +411,25 @@ fn print_tables(algorithm: &str, parallelism: i64, rows: &[Row]) {
             .map(|(_, p50, p99)| format!("{p50:.1}/{p99:.1}"))
             .collect();
         println!("| {} | {} |", r.trials, cells.join(" | "));
+    }
+    println!(
+        "\nAPI server requests per trial on nasop's objects (`apiserver_request_total`; the fake \
+         kubelet's pod status writes included; a WATCH counts once):\n"
+    );
+    println!("| trials | resource | verb | code | per trial |");
+    println!("| ---: | --- | --- | ---: | ---: |");
+    for r in rows {
+        for (key, per_trial) in r.server_requests.iter().filter(|(_, c)| *c >= 0.001) {
+            let mut parts = key.split(' ');
+            let (resource, verb, code) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            println!(
+                "| {} | {resource} | {verb} | {code} | {per_trial:.3} |",
+                r.trials
+            );
+        }
     }
 }
