@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::ObjectMeta;
 use kube::Resource;
 use nasop_crds::api::{
-    labels, ArchitectureSearch, ArchitectureSearchStatus, ChildTrial, ChildTrialSpec, SearchPhase,
-    TrialPhase,
+    labels, ArchitectureSearch, ArchitectureSearchStatus, ChildTrial, ChildTrialSpec,
+    ChildTrialStatus, SearchPhase, TrialPhase,
 };
 use nasop_crds::result::FailureReason;
 use sha2::{Digest, Sha256};
@@ -24,7 +24,10 @@ use crate::strategy::Proposal;
 /// [`FailureReason::BadResult`].
 pub fn record_of(child: &ChildTrial) -> Trial {
     let spec = &child.spec;
-    let status = child.status.clone().unwrap_or_default();
+    // Read in place (no copy of the status): the search records every trial on every
+    // reconcile. A default status allocates nothing.
+    let none = ChildTrialStatus::default();
+    let status = child.status.as_ref().unwrap_or(&none);
     let state = match status.phase {
         Some(TrialPhase::Succeeded) => {
             match status
@@ -55,7 +58,7 @@ pub fn record_of(child: &ChildTrial) -> Trial {
                 .as_deref()
                 .and_then(FailureReason::from_name)
                 .unwrap_or(FailureReason::Internal),
-            message: status.message.unwrap_or_default(),
+            message: status.message.clone().unwrap_or_default(),
         },
         _ => TrialState::Running,
     };

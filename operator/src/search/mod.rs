@@ -107,6 +107,22 @@ pub struct Counts {
     pub failed: usize,
 }
 
+impl Counts {
+    /// The counts of `trials` (one pass, nothing sorted).
+    pub fn of<'a>(trials: impl Iterator<Item = &'a Trial>) -> Self {
+        let mut counts = Counts::default();
+        for t in trials {
+            counts.started += 1;
+            match t.state {
+                TrialState::Running => counts.running += 1,
+                TrialState::Succeeded { .. } => counts.succeeded += 1,
+                TrialState::Failed { .. } => counts.failed += 1,
+            }
+        }
+        counts
+    }
+}
+
 /// Why the core refused a result.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SearchError {
@@ -162,7 +178,7 @@ impl Search {
         strategy: Box<dyn Strategy>,
         trials: Vec<Trial>,
     ) -> Self {
-        let counts = summarize(trials.iter(), 0, Phase::Running).counts;
+        let counts = Counts::of(trials.iter());
         Self {
             counts,
             max_trials: spec.budget.max_trials.max(0) as usize,
@@ -452,17 +468,7 @@ pub fn resume(
 /// The summary of `trials` (see [`Search::summary`]), with the given phase.
 pub fn summarize<'a>(trials: impl Iterator<Item = &'a Trial>, top: usize, phase: Phase) -> Summary {
     let trials: Vec<&Trial> = trials.collect();
-    let mut counts = Counts {
-        started: trials.len(),
-        ..Counts::default()
-    };
-    for t in &trials {
-        match t.state {
-            TrialState::Running => counts.running += 1,
-            TrialState::Succeeded { .. } => counts.succeeded += 1,
-            TrialState::Failed { .. } => counts.failed += 1,
-        }
-    }
+    let counts = Counts::of(trials.iter().copied());
     let mut done: Vec<&Trial> = trials
         .iter()
         .copied()

@@ -233,3 +233,41 @@ fn deleted_records_do_not_open_room_beyond_max_trials() {
     }
     assert_eq!(r.launch().len(), 1, "maxTrials 7");
 }
+
+#[test]
+fn counts_of_trials_match_their_states() {
+    let trial = |id, state| Trial {
+        id,
+        genotype: String::new(),
+        hash: String::new(),
+        state,
+    };
+    let trials = [
+        trial(1, TrialState::Running),
+        trial(
+            2,
+            TrialState::Succeeded {
+                metrics: metrics(0.9),
+                latency_ms: None,
+                reward: 0.9,
+            },
+        ),
+        trial(
+            3,
+            TrialState::Failed {
+                reason: FailureReason::OutOfMemory,
+                message: "x".into(),
+            },
+        ),
+        trial(4, TrialState::Running),
+    ];
+    let expected = Counts {
+        started: 4,
+        running: 2,
+        succeeded: 1,
+        failed: 1,
+    };
+    assert_eq!(Counts::of(trials.iter()), expected);
+    assert_eq!(summarize(trials.iter(), 0, Phase::Running).counts, expected);
+    assert_eq!(Counts::of([].iter()), Counts::default());
+}
