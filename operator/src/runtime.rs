@@ -114,16 +114,24 @@ async fn record_events(waiting: tokio::sync::mpsc::Receiver<QueuedEvent>) {
 /// Result of a reconcile.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A ChildTrial as this process wrote it (see [`Context::newest_trial`]).
+/// A ChildTrial as the API server returned it to this process (see
+/// [`Context::newest_trial`]).
 struct WrittenTrial {
     trial: Arc<ChildTrial>,
+    /// The versions it replaces: the one read before the write, and those that one replaced.
+    replaces: Vec<Option<String>>,
     at: std::time::Instant,
 }
 
-/// How long a written ChildTrial stands in for the cache's at most: far beyond the watch
-/// delay (milliseconds), short enough that a write the watch never showed (a restart that
-/// listed a newer version) cannot hide a newer trial for long.
+/// Age after which a kept copy may be dropped to bound memory once 1,024 are kept (only a
+/// copy whose version the watch skipped, e.g. across a relist, lives that long).
 pub const WRITTEN_TRIAL_TTL: Duration = Duration::from_secs(30);
+
+/// Whether `cached` is a version of the trial that `copy` replaces.
+fn replaced_by(copy: &WrittenTrial, cached: &ChildTrial) -> bool {
+    copy.trial.metadata.uid == cached.metadata.uid
+        && copy.replaces.contains(&cached.metadata.resource_version)
+}
 
 /// Shared by every reconcile.
 pub struct Context {
@@ -214,14 +222,13 @@ impl Context {
         }
     }
 
-    /// `trial` as given by the ChildTrial cache, or as this process last wrote its status
-    /// when the cache has not shown that write yet. A reconcile woken by a change of the
+    /// `trial` as given by the ChildTrial cache, or the newer copy of it that this process
+    /// got from the API server (the answer to its last status write, or a GET) while the
+    /// cache still shows a version that copy replaces. A reconcile woken by a change of the
     /// trial's Pod (the Pod this process just created, or deleted after writing the result)
     /// can read the trial from before the write: it would create the Pod again (409), write
-    /// the same status again, or take the deleted Pod for a lost one and start the trial
-    /// again. Only this process writes trial status, so its last write is the newest (a
-    /// written copy older than [`WRITTEN_TRIAL_TTL`] is dropped, in case a watch restart
-    /// skipped its version).
+    /// the same status again, or take the deleted Pod for a lost one. A cache showing any
+    /// other version (the copy's own, or a newer one) wins, and the copy goes.
     pub fn newest_trial(&self, trial: Arc<ChildTrial>) -> Arc<ChildTrial> {
         let mut written = self
             .written_trials
@@ -232,13 +239,7 @@ impl Context {
         }
         let key = key(trial.as_ref());
         match written.get(&key) {
-            Some(w)
-                if w.trial.metadata.uid == trial.metadata.uid
-                    && w.trial.metadata.resource_version != trial.metadata.resource_version
-                    && w.at.elapsed() < WRITTEN_TRIAL_TTL =>
-            {
-                w.trial.clone()
-            }
+            Some(w) if replaced_by(w, &trial) => w.trial.clone(),
             Some(_) => {
                 written.remove(&key);
                 trial
@@ -247,40 +248,59 @@ impl Context {
         }
     }
 
-    /// Records the trial this process wrote (the API server's answer to the status write),
-    /// unless the ChildTrial cache shows that version already.
-    pub fn wrote_trial(&self, trial: ChildTrial) {
-        let key = key(&trial);
+    /// Records `newer`, the API server's copy of a trial this process read as `read` (the
+    /// answer to a status write made from `read`, or a GET), unless the ChildTrial cache
+    /// shows a version `newer` does not replace (its own, or a later one) already.
+    pub fn newer_trial(&self, read: &ChildTrial, newer: ChildTrial) {
+        let key = key(&newer);
         let store = {
             let stores = self.trial_stores.read().unwrap_or_else(|e| e.into_inner());
-            let namespace = trial.metadata.namespace.clone().unwrap_or_default();
+            let namespace = newer.metadata.namespace.clone().unwrap_or_default();
             stores.get(&namespace).or_else(|| stores.get("")).cloned()
         };
         // Under the lock that [`Context::trial_cached`] takes after the cache applied a
-        // change: either the cache shows the write here, or its removal comes after this.
+        // change: either the cache shows that change here, or its check comes after this.
         let mut written = self
             .written_trials
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let cached = store.and_then(|s| s.get(&ObjectRef::from_obj(&trial)));
-        if cached.is_some_and(|c| c.metadata.resource_version == trial.metadata.resource_version) {
+        let mut replaces = vec![read.metadata.resource_version.clone()];
+        if let Some(previous) = written.get(&key) {
+            // Written over a kept copy: the versions that copy replaced are replaced too.
+            if previous.trial.metadata.uid == newer.metadata.uid
+                && previous.trial.metadata.resource_version == read.metadata.resource_version
+            {
+                replaces.extend(previous.replaces.iter().cloned());
+            }
+        }
+        let copy = WrittenTrial {
+            trial: Arc::new(newer),
+            replaces,
+            at: std::time::Instant::now(),
+        };
+        let cached = store.and_then(|s| s.get(&ObjectRef::from_obj(copy.trial.as_ref())));
+        if cached.is_some_and(|c| !replaced_by(&copy, &c)) {
             written.remove(&key);
             return;
         }
         if written.len() >= 1024 {
             written.retain(|_, w| w.at.elapsed() < WRITTEN_TRIAL_TTL);
         }
-        written.insert(
-            key,
-            WrittenTrial {
-                trial: Arc::new(trial),
-                at: std::time::Instant::now(),
-            },
-        );
+        written.insert(key, copy);
     }
 
-    /// Called for each change the ChildTrial watch applied to the cache: once the cache shows
-    /// the version this process wrote (or the trial is deleted), the written copy goes.
+    /// Forgets the kept copy of `trial` (a status write made from it was refused).
+    pub fn forget_newer_trial(&self, trial: &ChildTrial) {
+        self.written_trials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key(trial));
+    }
+
+    /// Called for each change the ChildTrial watch applied to the cache (not for the objects
+    /// of a relist, which reach the cache only at its end: see
+    /// [`Context::trial_cache_relisted`]): a kept copy goes once the cache shows a version
+    /// it does not replace, or the trial is deleted.
     pub fn trial_cached(&self, trial: &ChildTrial, deleted: bool) {
         let mut written = self
             .written_trials
@@ -290,12 +310,26 @@ impl Context {
             return;
         }
         let key = key(trial);
-        let seen = written.get(&key).is_some_and(|w| {
-            deleted || w.trial.metadata.resource_version == trial.metadata.resource_version
-        });
-        if seen {
+        let gone = written
+            .get(&key)
+            .is_some_and(|w| deleted || !replaced_by(w, trial));
+        if gone {
             written.remove(&key);
         }
+    }
+
+    /// Called when the ChildTrial cache of `store` has been filled by a relist: kept copies
+    /// go unless the cache still shows a version they replace.
+    pub fn trial_cache_relisted(&self, store: &Store<ChildTrial>) {
+        let mut written = self
+            .written_trials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        written.retain(|_, w| {
+            store
+                .get(&ObjectRef::from_obj(w.trial.as_ref()))
+                .is_none_or(|c| replaced_by(w, &c))
+        });
     }
 
     /// Uses `store` as the Pod cache of `namespace` (tests calling a reconciler directly).
@@ -308,14 +342,19 @@ impl Context {
     }
 
     /// Trainer Pods of trial `trial` in `namespace` that the Pod cache holds and that are not
-    /// being deleted; 0 without a cache or before it listed the Pods.
-    pub fn cached_trainer_pods(&self, namespace: &str, trial: &str) -> usize {
+    /// being deleted: 0 without a cache (a reconciler called directly), `None` while the
+    /// cache has not listed the Pods yet.
+    pub fn cached_trainer_pods(&self, namespace: &str, trial: &str) -> Option<usize> {
         use crate::trial::pod::{ROLE_LABEL, TRIAL_LABEL};
+        use futures::FutureExt;
         let stores = self.pod_stores.read().unwrap_or_else(|e| e.into_inner());
         let Some(store) = stores.get(namespace).or_else(|| stores.get("")) else {
-            return 0;
+            return Some(0);
         };
-        store
+        if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
+            return None;
+        }
+        let count = store
             .state()
             .iter()
             .filter(|p| {
@@ -325,7 +364,8 @@ impl Context {
                     && labels.get(TRIAL_LABEL).map(String::as_str) == Some(trial)
                     && labels.get(ROLE_LABEL).map(String::as_str) == Some("trainer")
             })
-            .count()
+            .count();
+        Some(count)
     }
 
     /// Drops the cached policies (each with its learner thread) and the save times of searches
@@ -607,11 +647,33 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     S: Serialize,
 {
-    let body = serde_json::json!({
+    apply_status_at(api, obj, status, None).await
+}
+
+/// [`apply_status`] of the object as read at `resource_version`: the API server refuses the
+/// write with 409 Conflict if the object changed since (optimistic concurrency; a status
+/// computed from a stale read never overwrites a newer one).
+///
+/// # Errors
+/// The API error (409 when the object changed since `resource_version`).
+pub async fn apply_status_at<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    status: &S,
+    resource_version: Option<&str>,
+) -> Result<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    S: Serialize,
+{
+    let mut body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
+    if let Some(version) = resource_version {
+        body["metadata"] = serde_json::json!({ "resourceVersion": version });
+    }
     Ok(api
         .patch_status(
             &obj.name_any(),
@@ -758,17 +820,22 @@ pub async fn run(
         // 5-minute resync).
         let (trial_store, writer) = kube::runtime::reflector::store::<ChildTrial>();
         let (to_search, search_trigger) = futures::channel::mpsc::unbounded::<ChildTrial>();
-        let cached = ctx.clone();
+        let (cached, relisted) = (ctx.clone(), trial_store.clone());
         let trial_stream = kube::runtime::reflector(
             writer,
             watcher(trials, watcher::Config::default()).modify(slim_cached_trial),
         )
         .inspect(move |event| {
+            match event {
+                Ok(watcher::Event::Apply(t)) => cached.trial_cached(t, false),
+                Ok(watcher::Event::Delete(t)) => cached.trial_cached(t, true),
+                Ok(watcher::Event::InitDone) => cached.trial_cache_relisted(&relisted),
+                _ => {}
+            }
             if let Ok(
                 watcher::Event::Apply(t) | watcher::Event::InitApply(t) | watcher::Event::Delete(t),
             ) = event
             {
-                cached.trial_cached(t, matches!(event, Ok(watcher::Event::Delete(_))));
                 // Only fails once the search controller has stopped.
                 let _ = to_search.unbounded_send(t.clone());
             }
@@ -944,13 +1011,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_written_trial_stands_in_for_the_cache_until_the_cache_shows_the_write() {
+    async fn a_newer_copy_stands_in_only_for_the_versions_it_replaces() {
         let (ctx, _server) = crate::mock::context();
         let (store, mut writer) = kube::runtime::reflector::store::<ChildTrial>();
         ctx.trial_stores
             .write()
             .unwrap()
-            .insert(String::new(), store);
+            .insert(String::new(), store.clone());
         let version = |phase, pod: Option<&str>, rv: &str| {
             let mut t = trial(phase, pod);
             t.metadata.uid = Some("u1".into());
@@ -960,44 +1027,63 @@ mod tests {
         let running = version(TrialPhase::Running, Some("cifar-nb201-00042-train-1"), "10");
         let done = version(TrialPhase::Succeeded, None, "11");
         let newest = |t: &ChildTrial| ctx.newest_trial(Arc::new(t.clone())).status.clone();
+        let kept = || ctx.written_trials.lock().unwrap().len();
         writer.apply_watcher_event(&watcher::Event::Apply(running.clone()));
-        ctx.wrote_trial(done.clone());
+        // Written from version 10: the cache, at 10, is behind.
+        ctx.newer_trial(&running, done.clone());
         assert_eq!(newest(&running), done.status);
+        assert_eq!(kept(), 1);
         // A trial of the same name but another uid (deleted and created again) is not it.
         let mut other = running.clone();
         other.metadata.uid = Some("u2".into());
         assert_eq!(newest(&other), other.status);
-        assert!(ctx.written_trials.lock().unwrap().is_empty());
-        // The cache catches up: the written copy goes.
-        ctx.wrote_trial(done.clone());
-        writer.apply_watcher_event(&watcher::Event::Apply(done.clone()));
+        assert_eq!(kept(), 0);
+        // The cache shows the written version: the copy goes.
+        ctx.newer_trial(&running, done.clone());
         ctx.trial_cached(&running, false);
-        assert_eq!(
-            ctx.written_trials.lock().unwrap().len(),
-            1,
-            "not that version"
-        );
+        assert_eq!(kept(), 1, "version 10 is the one replaced");
+        writer.apply_watcher_event(&watcher::Event::Apply(done.clone()));
         ctx.trial_cached(&done, false);
-        assert!(ctx.written_trials.lock().unwrap().is_empty());
-        assert_eq!(newest(&running), running.status);
-        // Written after the cache showed the write: nothing is kept (nothing would remove it).
-        ctx.wrote_trial(done.clone());
-        assert!(ctx.written_trials.lock().unwrap().is_empty());
-        // A deleted trial's copy goes too.
+        assert_eq!(kept(), 0);
+        // A version the copy does not replace (another writer's 12) wins, and the copy goes.
+        let mut later = done.clone();
+        later.metadata.resource_version = Some("12".into());
         writer.apply_watcher_event(&watcher::Event::Apply(running.clone()));
-        ctx.wrote_trial(done.clone());
-        assert_eq!(ctx.written_trials.lock().unwrap().len(), 1);
+        ctx.newer_trial(&running, done.clone());
+        assert_eq!(newest(&later), later.status);
+        assert_eq!(kept(), 0);
+        // Both reached the cache before the copy was recorded: nothing is kept.
+        writer.apply_watcher_event(&watcher::Event::Apply(later.clone()));
+        ctx.newer_trial(&running, done.clone());
+        assert_eq!(kept(), 0);
+        // Written twice over kept copies: each replaced version stands in.
+        writer.apply_watcher_event(&watcher::Event::Apply(running.clone()));
+        let pending = version(TrialPhase::Pending, Some("cifar-nb201-00042-train-1"), "11");
+        let mut done13 = done.clone();
+        done13.metadata.resource_version = Some("13".into());
+        ctx.newer_trial(&running, pending.clone());
+        ctx.newer_trial(&pending, done13.clone());
+        assert_eq!(newest(&running), done13.status);
+        assert_eq!(newest(&pending), done13.status);
+        // A deleted trial's copy goes.
         ctx.trial_cached(&running, true);
-        assert!(ctx.written_trials.lock().unwrap().is_empty());
-        // A copy the watch never showed stands in for WRITTEN_TRIAL_TTL at most.
-        ctx.wrote_trial(done.clone());
-        ctx.written_trials
-            .lock()
-            .unwrap()
-            .values_mut()
-            .for_each(|w| w.at -= WRITTEN_TRIAL_TTL);
-        assert_eq!(newest(&running), running.status);
-        assert!(ctx.written_trials.lock().unwrap().is_empty());
+        assert_eq!(kept(), 0);
+        // A relist: the objects reach the cache at its end; copies the cache is past go.
+        ctx.newer_trial(&running, done.clone());
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(running.clone()));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        ctx.trial_cache_relisted(&store);
+        assert_eq!(kept(), 1, "the cache still shows version 10");
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(later.clone()));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        ctx.trial_cache_relisted(&store);
+        assert_eq!(kept(), 0);
+        // A refused write forgets the copy.
+        ctx.newer_trial(&running, done.clone());
+        ctx.forget_newer_trial(&done);
+        assert_eq!(kept(), 0);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use nasop_crds::result::FailureReason;
 
 use super::plan::{finished, plan, Note, TrialPlan};
 use super::pod::{trainer_pod, ROLE_LABEL, TRIAL_LABEL};
-use crate::runtime::{apply_status, create, now, Context, Error, Result};
+use crate::runtime::{apply_status_at, create, now, Context, Error, Result};
 
 /// The controller name (metrics label).
 pub const CONTROLLER: &str = "childtrial";
@@ -50,6 +50,19 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
         (Some(p), false, false) => ctx.pod(&pods, &namespace, p).await?,
         _ => None,
     };
+    if pod.is_none() && status.pod_name.is_some() && !finished && status.metrics.is_none() {
+        // The pod this trial names is gone: a disruption, unless the trial moved on and the
+        // cache does not show it yet (its result written and its pods deleted by another
+        // reconcile). Asked of the API server first; this path is rare.
+        match trials.get_opt(&name).await? {
+            None => return Ok(Action::await_change()),
+            Some(fresh) if fresh.metadata.resource_version != trial.metadata.resource_version => {
+                ctx.newer_trial(&trial, fresh);
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            Some(_) => {}
+        }
+    }
     let probe = match (&status.probe_name, finished) {
         (Some(p), false) => probes.get_opt(p).await?,
         _ => None,
@@ -71,20 +84,33 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
         );
     }
     if trial.status.as_ref() != Some(&plan.status) {
-        let written = apply_status(&trials, trial.as_ref(), &plan.status).await?;
-        ctx.wrote_trial(written);
+        // Written only over the version read: a status planned from a stale read (the cache
+        // behind a change) is refused with 409 and planned again from a newer one.
+        let version = trial.metadata.resource_version.as_deref();
+        let written = match apply_status_at(&trials, trial.as_ref(), &plan.status, version).await {
+            Ok(written) => written,
+            Err(e) => {
+                ctx.forget_newer_trial(&trial);
+                return Err(e);
+            }
+        };
+        ctx.newer_trial(&trial, written);
         if !finished && super::plan::finished(&plan.status) {
             if let Some(seconds) = plan.status.metrics.as_ref().and_then(|m| m.train_seconds) {
                 ctx.metrics.trial_duration.observe(seconds);
             }
         }
     }
+    ctx.publish(trial.as_ref(), "Reconcile", &plan.notes);
     // After the status: the result is stored before the Pod that holds it goes.
     if plan.delete_pods {
         delete_trainer_pods(&pods, &name).await?;
     }
-    ctx.publish(trial.as_ref(), "Reconcile", &plan.notes);
     ctx.succeeded(&crate::runtime::key(trial.as_ref()));
+    if super::plan::finished(&plan.status) {
+        // Its Pods' deletion wakes it again (see `clean_leftovers`).
+        return Ok(Action::await_change());
+    }
     // A pending deadline may fall due before the next pod event (or the resync).
     let due = plan
         .requeue_after
@@ -109,8 +135,9 @@ async fn delete_trainer_pods(pods: &Api<Pod>, name: &str) -> Result<()> {
 }
 
 /// For a finished trial that names no Pod: deletes trainer Pods the Pod cache still holds
-/// [`LEFTOVER_GRACE`] after the trial finished, and looks again when that falls due. No API
-/// request while the cache holds none (the usual case).
+/// [`LEFTOVER_GRACE`] after the trial finished, and looks again when that falls due (or
+/// when the Pod cache has listed the Pods, at start-up). No API request while the cache holds
+/// none (the usual case).
 async fn clean_leftovers(
     ctx: &Context,
     pods: &Api<Pod>,
@@ -118,8 +145,11 @@ async fn clean_leftovers(
     namespace: &str,
     name: &str,
 ) -> Result<Action> {
-    if ctx.cached_trainer_pods(namespace, name) == 0 {
-        return Ok(Action::await_change());
+    match ctx.cached_trainer_pods(namespace, name) {
+        Some(0) => return Ok(Action::await_change()),
+        // The Pod cache has not listed the Pods yet (start-up): look again later.
+        None => return Ok(Action::requeue(LEFTOVER_GRACE)),
+        Some(_) => {}
     }
     let finished_at = trial
         .status

@@ -308,7 +308,7 @@ async fn a_trial_read_from_before_its_finished_write_is_not_started_again() {
     let object = serde_json::to_value(&stale).unwrap();
     let first = ctx.clone();
     let trial = Arc::new(stale.clone());
-    mock::run(
+    let (_, server) = mock::run_keeping(
         async move { reconcile(trial, first).await.unwrap() },
         async move {
             let mut s = server;
@@ -337,7 +337,7 @@ async fn a_trial_read_from_before_its_finished_write_is_not_started_again() {
         (Some(TrialPhase::Succeeded), Some(0.9))
     );
     // The stale trial again: no GET of the pod, no new pod, no status write.
-    let (_, server) = mock::context();
+    // No request: the same server sees none.
     let action = mock::run(
         async move { reconcile(Arc::new(stale), ctx).await.unwrap() },
         async move { server },
@@ -467,5 +467,124 @@ async fn a_trial_read_from_before_its_pending_write_does_not_create_its_pod_agai
     assert_eq!(
         action,
         kube::runtime::controller::Action::requeue(super::RESYNC)
+    );
+}
+
+#[tokio::test]
+async fn a_vanished_pod_is_a_disruption_only_if_the_api_server_agrees() {
+    let mut stale = with(gpu_trial(), running(1, 0));
+    stale.metadata.resource_version = Some("10".into());
+    // The API server's trial has moved on (finished; its pods deleted): no new attempt.
+    let mut finished = with(
+        gpu_trial(),
+        json!({"phase": "Succeeded", "attempts": 1, "reward": 0.9}),
+    );
+    finished.metadata.resource_version = Some("11".into());
+    let (ctx, server) = mock::context();
+    let first = ctx.clone();
+    let trial = Arc::new(stale.clone());
+    let newer = serde_json::to_value(&finished).unwrap();
+    let action = mock::run(
+        async move { reconcile(trial, first).await.unwrap() },
+        async move {
+            let mut s = server;
+            s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-1"), None)
+                .await;
+            s.expect_get(TRIAL, Some(newer)).await;
+            s
+        },
+    )
+    .await;
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(1))
+    );
+    // The next reconcile of the stale trial uses the API server's copy.
+    let st = ctx.newest_trial(Arc::new(stale.clone())).status.clone();
+    assert_eq!(st.and_then(|s| s.phase), Some(TrialPhase::Succeeded));
+    // The API server's trial is the one read: the pod was lost, attempt 2 starts, and the
+    // status is written over version 10 only.
+    let object = serde_json::to_value(&stale).unwrap();
+    let same = object.clone();
+    reconciled(stale, move |mut s, object_again| {
+        Box::pin(async move {
+            assert_eq!(object_again, object);
+            s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-1"), None)
+                .await;
+            s.expect_get(TRIAL, Some(same)).await;
+            s.expect_create(&format!("{PODS}/cifar-nb201-00042-train-2?"))
+                .await;
+            let seen = s.expect_status(&format!("{TRIAL}/status?"), &object).await;
+            assert_eq!(seen.body["metadata"]["resourceVersion"], "10");
+            let st = status_of(&seen);
+            assert_eq!((st.attempts, st.disruptions), (2, 1));
+            s.expect_event("nas", "PodDisrupted").await;
+            s
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_status_write_forgets_the_kept_copy() {
+    // A copy (version 10, Pending) kept over the cache's version 9; the status planned from
+    // it is written over version 10 only, and the API server refuses it (the trial changed).
+    let (ctx, server) = mock::context();
+    let mut old = gpu_trial();
+    old.metadata.resource_version = Some("9".into());
+    let mut pending = with(
+        gpu_trial(),
+        json!({"phase": "Pending", "attempts": 1, "podName": "cifar-nb201-00042-train-1"}),
+    );
+    pending.metadata.resource_version = Some("10".into());
+    ctx.newer_trial(&old, pending);
+    let reconciling = ctx.clone();
+    let trial = Arc::new(old.clone());
+    let result = mock::run(
+        async move { reconcile(trial, reconciling).await },
+        async move {
+            let mut s = server;
+            let up = pod("cifar-nb201-00042-train-1", "Running", 0, None);
+            s.expect_get(
+                &format!("{PODS}/cifar-nb201-00042-train-1"),
+                Some(serde_json::to_value(up).unwrap()),
+            )
+            .await;
+            s.expect("PATCH", &format!("{TRIAL}/status?"), &[], |seen| {
+                assert_eq!(seen.body["metadata"]["resourceVersion"], "10");
+                (
+                    409,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                           "message": "the object has been modified", "reason": "Conflict", "code": 409}),
+                )
+            })
+            .await;
+            s
+        },
+    )
+    .await;
+    assert!(result.is_err());
+    // The retry plans from the cache's version.
+    let again = ctx.newest_trial(Arc::new(old));
+    assert_eq!(again.metadata.resource_version.as_deref(), Some("9"));
+}
+
+#[tokio::test]
+async fn a_finished_trial_waits_for_the_pod_cache_before_looking_for_leftovers() {
+    let (store, _writer) = kube::runtime::reflector::store::<k8s_openapi::api::core::v1::Pod>();
+    let (ctx, server) = mock::context();
+    ctx.use_pod_store("nas", store);
+    let done = with(
+        gpu_trial(),
+        json!({"phase": "Succeeded", "attempts": 1, "reward": 0.9}),
+    );
+    let action = mock::run(
+        async move { reconcile(Arc::new(done), ctx).await.unwrap() },
+        async move { server },
+    )
+    .await;
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(super::LEFTOVER_GRACE)
     );
 }
