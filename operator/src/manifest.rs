@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use kube::core::cel::{compile_schema, CompiledSchema, Validator as CelValidator};
+use kube::core::cel::{compile_schema, validate_compiled, CompiledSchema};
 use nasop_crds::api::{crds, ArchitectureSearch, GROUP, VERSION};
 use nasop_crds::{SearchSpace, SpaceError};
 use serde::Deserialize;
@@ -159,11 +159,6 @@ fn cel_rules() -> &'static CompiledSchema {
     })
 }
 
-thread_local! {
-    /// A CEL environment with the Kubernetes functions registered, per thread.
-    static CEL: CelValidator = CelValidator::new();
-}
-
 fn schema() -> &'static SchemaValidator {
     static SCHEMA: OnceLock<SchemaValidator> = OnceLock::new();
     SCHEMA.get_or_init(|| SchemaValidator::for_crd(&crds()[0]))
@@ -302,8 +297,7 @@ pub fn parse(text: &str) -> Result<ArchitectureSearch, ManifestError> {
 /// `maxTrials` exceeds the number of distinct children), or [`ManifestError::Space`].
 pub fn check(search: &ArchitectureSearch) -> Result<SearchSpace, ManifestError> {
     let object = serde_json::to_value(search).expect("an ArchitectureSearch serializes");
-    let checked = CEL.with(|v| v.validate_compiled(cel_rules(), &object, None));
-    if let Err(errors) = checked {
+    if let Err(errors) = validate_compiled(cel_rules(), &object, None) {
         return Err(ManifestError::Rules(
             errors
                 .as_slice()

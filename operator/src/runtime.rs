@@ -253,11 +253,7 @@ impl Context {
     /// shows a version `newer` does not replace (its own, or a later one) already.
     pub fn newer_trial(&self, read: &ChildTrial, newer: ChildTrial) {
         let key = key(&newer);
-        let store = {
-            let stores = self.trial_stores.read().unwrap_or_else(|e| e.into_inner());
-            let namespace = newer.metadata.namespace.clone().unwrap_or_default();
-            stores.get(&namespace).or_else(|| stores.get("")).cloned()
-        };
+        let store = self.trial_store(newer.metadata.namespace.as_deref().unwrap_or_default());
         // Under the lock that [`Context::trial_cached`] takes after the cache applied a
         // change: either the cache shows that change here, or its check comes after this.
         let mut written = self
@@ -347,8 +343,7 @@ impl Context {
     pub fn cached_trainer_pods(&self, namespace: &str, trial: &str) -> Option<usize> {
         use crate::trial::pod::{ROLE_LABEL, TRIAL_LABEL};
         use futures::FutureExt;
-        let stores = self.pod_stores.read().unwrap_or_else(|e| e.into_inner());
-        let Some(store) = stores.get(namespace).or_else(|| stores.get("")) else {
+        let Some(store) = self.pod_store(namespace) else {
             return Some(0);
         };
         if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
@@ -429,10 +424,7 @@ impl Context {
         namespace: &str,
         search: &str,
     ) -> Option<Vec<Arc<ChildTrial>>> {
-        let store = {
-            let stores = self.trial_stores.read().unwrap_or_else(|e| e.into_inner());
-            stores.get(namespace).or_else(|| stores.get("")).cloned()
-        }?;
+        let store = self.trial_store(namespace)?;
         tokio::time::timeout(Duration::from_secs(10), store.wait_until_ready())
             .await
             .ok()?
@@ -447,9 +439,22 @@ impl Context {
     /// seen yet): ask the API server then. A cached Pod may be behind the API server by the
     /// events not yet delivered, each of which wakes the owner again.
     pub fn cached_pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        self.pod_store(namespace)?
+            .get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+    }
+
+    /// The ChildTrial cache that holds `namespace`'s trials (its own, or the all-namespaces
+    /// one), if any.
+    fn trial_store(&self, namespace: &str) -> Option<Store<ChildTrial>> {
+        let stores = self.trial_stores.read().unwrap_or_else(|e| e.into_inner());
+        stores.get(namespace).or_else(|| stores.get("")).cloned()
+    }
+
+    /// The Pod cache that holds `namespace`'s Pods (its own, or the all-namespaces one), if
+    /// any.
+    fn pod_store(&self, namespace: &str) -> Option<Store<Pod>> {
         let stores = self.pod_stores.read().unwrap_or_else(|e| e.into_inner());
-        let store = stores.get(namespace).or_else(|| stores.get(""))?;
-        store.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
+        stores.get(namespace).or_else(|| stores.get("")).cloned()
     }
 
     /// Pod `name` of `namespace`: the cached one when the Pod cache holds it (see
@@ -719,14 +724,10 @@ pub fn save_wait(last: Option<std::time::Instant>, now: std::time::Instant) -> O
 /// The API server's object is unchanged; only the operator's copy is smaller.
 pub fn slim_cached_trial(trial: &mut ChildTrial) {
     trial.metadata.managed_fields = None;
-    let done = trial.status.as_ref().is_some_and(|s| {
-        s.pod_name.is_none()
-            && matches!(
-                s.phase,
-                Some(nasop_crds::api::TrialPhase::Succeeded)
-                    | Some(nasop_crds::api::TrialPhase::Failed)
-            )
-    });
+    let done = trial
+        .status
+        .as_ref()
+        .is_some_and(|s| s.pod_name.is_none() && crate::trial::plan::finished(s));
     if done {
         trial.metadata.labels = None;
         trial.metadata.annotations = None;

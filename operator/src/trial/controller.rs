@@ -40,17 +40,17 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
     let probes: Api<LatencyProbe> = Api::namespaced(ctx.client.clone(), &namespace);
     let trials: Api<ChildTrial> = Api::namespaced(ctx.client.clone(), &namespace);
     let status = trial.status.clone().unwrap_or_default();
-    let finished = finished(&status);
-    if finished && status.pod_name.is_none() {
+    let was_finished = finished(&status);
+    if was_finished && status.pod_name.is_none() {
         let action = clean_leftovers(&ctx, &pods, &trial, &namespace, &name).await?;
         ctx.succeeded(&crate::runtime::key(trial.as_ref()));
         return Ok(action);
     }
-    let pod = match (&status.pod_name, finished, status.metrics.is_some()) {
+    let pod = match (&status.pod_name, was_finished, status.metrics.is_some()) {
         (Some(p), false, false) => ctx.pod(&pods, &namespace, p).await?,
         _ => None,
     };
-    if pod.is_none() && status.pod_name.is_some() && !finished && status.metrics.is_none() {
+    if pod.is_none() && status.pod_name.is_some() && !was_finished && status.metrics.is_none() {
         // The pod this trial names is gone: a disruption, unless the trial moved on and the
         // cache does not show it yet (its result written and its pods deleted by another
         // reconcile). Asked of the API server first; this path is rare.
@@ -63,7 +63,7 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
             Some(_) => {}
         }
     }
-    let probe = match (&status.probe_name, finished) {
+    let probe = match (&status.probe_name, was_finished) {
         (Some(p), false) => probes.get_opt(p).await?,
         _ => None,
     };
@@ -95,7 +95,7 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
             }
         };
         ctx.newer_trial(&trial, written);
-        if !finished && super::plan::finished(&plan.status) {
+        if !was_finished && finished(&plan.status) {
             if let Some(seconds) = plan.status.metrics.as_ref().and_then(|m| m.train_seconds) {
                 ctx.metrics.trial_duration.observe(seconds);
             }
@@ -107,7 +107,7 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
         delete_trainer_pods(&pods, &name).await?;
     }
     ctx.succeeded(&crate::runtime::key(trial.as_ref()));
-    if super::plan::finished(&plan.status) {
+    if finished(&plan.status) {
         // Its Pods' deletion wakes it again (see `clean_leftovers`).
         return Ok(Action::await_change());
     }
