@@ -118,23 +118,72 @@ pub fn check_namespaces(given: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The Kubernetes client, counting every request it sends in `nasop_api_requests_total`.
+/// The Kubernetes client, counting every request it sends in `nasop_api_requests_total` and
+/// timing each (until its response headers, watches excluded) in
+/// `nasop_api_request_duration_seconds`.
 ///
 /// # Errors
 /// The configuration cannot give a client (TLS or proxy settings).
 pub fn counting_client(config: kube::Config, metrics: Arc<Metrics>) -> Result<Client> {
-    let count =
-        tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-            metrics
-                .api_requests
-                .with_label_values(&[request.method().as_str()])
-                .inc();
-            request
-        });
+    let layer = tower::layer::layer_fn(move |inner| Timed {
+        inner,
+        metrics: metrics.clone(),
+    });
     Ok(kube::client::ClientBuilder::try_from(config)
         .context("building the Kubernetes client")?
-        .with_layer(&count)
+        .with_layer(&layer)
         .build())
+}
+
+/// A [`tower::Service`] that counts and times the requests through it (see
+/// [`counting_client`]).
+#[derive(Clone)]
+struct Timed<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Timed<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.method().as_str().to_string();
+        self.metrics
+            .api_requests
+            .with_label_values(&[method.as_str()])
+            .inc();
+        // A watch's response headers come at once and its body streams for minutes: not a
+        // request time.
+        let watch = request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+        let timer = (!watch).then(|| {
+            self.metrics
+                .api_request_duration
+                .with_label_values(&[method.as_str()])
+                .start_timer()
+        });
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let out = response.await;
+            drop(timer);
+            out
+        })
+    }
 }
 
 fn identity(args: &OperatorArgs) -> String {
@@ -313,7 +362,7 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use http::Request;
-    use tower::ServiceExt;
+    use tower::{Service, ServiceExt};
 
     async fn get(router: Router, path: &str) -> (StatusCode, String, Option<String>) {
         let response = router
@@ -350,6 +399,53 @@ mod tests {
             e.starts_with("--namespace \"Bad_NS!\": not a namespace name"),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_and_timed_but_watches_are_not_timed() {
+        let metrics = Arc::new(Metrics::new());
+        let inner = tower::service_fn(|_: Request<()>| async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Ok::<_, std::convert::Infallible>(())
+        });
+        let mut timed = Timed {
+            inner,
+            metrics: metrics.clone(),
+        };
+        for uri in [
+            "/api/v1/namespaces/a/pods/p",
+            "/api/v1/namespaces/a/pods?labelSelector=x&watch=true&resourceVersion=5",
+            "/api/v1/namespaces/a/pods?watch=1",
+        ] {
+            timed
+                .ready()
+                .await
+                .unwrap()
+                .call(Request::get(uri).body(()).unwrap())
+                .await
+                .unwrap();
+        }
+        timed
+            .ready()
+            .await
+            .unwrap()
+            .call(
+                Request::delete("/api/v1/namespaces/a/pods/p")
+                    .body(())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let count = |m: &str| metrics.api_requests.with_label_values(&[m]).get();
+        assert_eq!((count("GET"), count("DELETE")), (3, 1));
+        let timed = |m: &str| {
+            let h = metrics.api_request_duration.with_label_values(&[m]);
+            (h.get_sample_count(), h.get_sample_sum())
+        };
+        let (gets, get_seconds) = timed("GET");
+        assert_eq!(gets, 1, "the two watches are not timed");
+        assert!((0.02..1.0).contains(&get_seconds), "{get_seconds}");
+        assert_eq!(timed("DELETE").0, 1);
     }
 
     #[tokio::test]
@@ -428,6 +524,7 @@ mod tests {
             "nasop_probes_pending{device_class=\"pixel\"} 1",
             "nasop_leader 1",
             "nasop_api_requests_total{method=\"GET\"} 1",
+            "nasop_api_request_duration_seconds_count{method=\"GET\"} 1",
         ] {
             assert!(text.contains(line), "{line} missing:\n{text}");
         }

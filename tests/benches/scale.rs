@@ -11,7 +11,9 @@
 //! `nasop_api_requests_total`) and the largest ArchitectureSearch status seen; then the p50/p99
 //! of each step of the search reconcile (`nasop_search_step_seconds`), to show where its time
 //! goes; then the API server's own count of requests per trial on nasop's objects, by
-//! resource, verb and response code (a 409 there is a create that found its object).
+//! resource, verb and response code (a 409 there is a create that found its object), and the
+//! p50/p99 time those requests spent in the API server (`apiserver_request_duration_seconds`:
+//! what of a reconcile's time is the API server's).
 //!
 //! Goals (issue 10): 20,000 trials complete; peak memory under 256 MiB; reconcile p99 under
 //! 100 ms; no per-trial cost growing with the finished trials; status under 64 KiB.
@@ -73,22 +75,38 @@ fn sum(text: &str, metric: &str, filter: &str) -> f64 {
 }
 
 /// Quantile `q` of a Prometheus histogram (linear within a bucket, as PromQL's
-/// histogram_quantile), for the series whose labels contain `filter`; seconds.
+/// `histogram_quantile(q, sum by (le) (...))`), over the series whose labels contain
+/// `filter`; seconds.
 fn quantile(text: &str, metric: &str, filter: &str, q: f64) -> Option<f64> {
     let prefix = format!("{metric}_bucket{{");
-    let mut buckets: Vec<(f64, f64)> = text
+    let mut buckets: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+    for l in text
         .lines()
         .filter(|l| l.starts_with(&prefix) && l.contains(filter))
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, l.rsplit(' ').next()?.parse().ok()?))
-        })
-        .collect();
+    {
+        let (Some(le), Some(count)) = (
+            bucket_bound(l),
+            l.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        buckets.entry(le.to_bits()).or_insert((le, 0.0)).1 += count;
+    }
+    bucket_quantile(buckets.into_values().collect(), q)
+}
+
+/// The `le` bound of a histogram bucket line.
+fn bucket_bound(line: &str) -> Option<f64> {
+    let le = line.split("le=\"").nth(1)?.split('"').next()?;
+    if le == "+Inf" {
+        Some(f64::INFINITY)
+    } else {
+        le.parse().ok()
+    }
+}
+
+/// Quantile `q` of cumulative histogram buckets (`le`, count), in any order; `None` when empty.
+fn bucket_quantile(mut buckets: Vec<(f64, f64)>, q: f64) -> Option<f64> {
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     let total = buckets.last()?.1;
     if total == 0.0 {
@@ -132,6 +150,10 @@ struct Row {
     requests_per_trial: f64,
     /// API server requests per trial on the nasop objects, by resource, verb and code.
     server_requests: Vec<(String, f64)>,
+    /// The operator's wait for the API server by HTTP method: (method, p50 ms, p99 ms).
+    api_latency: Vec<(&'static str, f64, f64)>,
+    /// API server time by resource and verb: (kind, count, p50 ms, p99 ms).
+    server_latency: Vec<(String, f64, f64, f64)>,
     status_bytes: usize,
     outcome: String,
 }
@@ -146,42 +168,85 @@ const RESOURCES: [&str; 6] = [
     "events",
 ];
 
-/// `apiserver_request_total` of the API server's `/metrics` for [`RESOURCES`], as
-/// (`resource[/subresource] VERB code`, count), largest first.
-async fn server_requests(client: &kube::Client) -> Vec<(String, f64)> {
+/// What the API server's own `/metrics` says of the requests on [`RESOURCES`].
+struct ServerMetrics {
+    /// `apiserver_request_total` as (`resource[/subresource] VERB code`, count), largest first.
+    requests: Vec<(String, f64)>,
+    /// `apiserver_request_duration_seconds` (time in the API server, WATCH excluded) as
+    /// (`resource[/subresource] VERB`, count, p50 ms, p99 ms), most requests first.
+    latency: Vec<(String, f64, f64, f64)>,
+}
+
+/// The value of label `name` in a Prometheus label set (`a="x",b="y"`); empty when absent.
+fn label(labels: &str, name: &str) -> String {
+    labels
+        .split(',')
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+        .map(|v| v.trim_end_matches('"').to_string())
+        .unwrap_or_default()
+}
+
+/// `resource[/subresource] VERB` of a sample of the API server's request metrics, for
+/// [`RESOURCES`] only.
+fn request_kind(labels: &str) -> Option<String> {
+    let resource = label(labels, "resource");
+    if !RESOURCES.contains(&resource.as_str()) {
+        return None;
+    }
+    let sub = label(labels, "subresource");
+    let name = if sub.is_empty() {
+        resource
+    } else {
+        format!("{resource}/{sub}")
+    };
+    Some(format!("{name} {}", label(labels, "verb")))
+}
+
+async fn server_metrics(client: &kube::Client) -> ServerMetrics {
     let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = client.request_text(request).await.unwrap_or_default();
     let mut counts: BTreeMap<String, f64> = BTreeMap::new();
+    // Cumulative bucket counts by kind and bound (summed over the other labels).
+    let mut buckets: BTreeMap<String, BTreeMap<u64, (f64, f64)>> = BTreeMap::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let label = |name: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
-                .map(|v| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
-        let resource = label("resource");
-        if !RESOURCES.contains(&resource.as_str()) {
-            continue;
+        if let Some(rest) = line.strip_prefix("apiserver_request_total{") {
+            let Some((labels, value)) = rest.rsplit_once("} ") else {
+                continue;
+            };
+            let Some(kind) = request_kind(labels) else {
+                continue;
+            };
+            let key = format!("{kind} {}", label(labels, "code"));
+            *counts.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+        } else if let Some(rest) = line.strip_prefix("apiserver_request_duration_seconds_bucket{") {
+            let Some((labels, value)) = rest.rsplit_once("} ") else {
+                continue;
+            };
+            let (Some(kind), Some(le)) = (request_kind(labels), bucket_bound(line)) else {
+                continue;
+            };
+            let entry = buckets
+                .entry(kind)
+                .or_default()
+                .entry(le.to_bits())
+                .or_insert((le, 0.0));
+            entry.1 += value.trim().parse::<f64>().unwrap_or(0.0);
         }
-        let sub = label("subresource");
-        let name = if sub.is_empty() {
-            resource
-        } else {
-            format!("{resource}/{sub}")
-        };
-        let key = format!("{name} {} {}", label("verb"), label("code"));
-        *counts.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
     }
-    let mut out: Vec<(String, f64)> = counts.into_iter().filter(|(_, c)| *c > 0.0).collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1));
-    out
+    let mut requests: Vec<(String, f64)> = counts.into_iter().filter(|(_, c)| *c > 0.0).collect();
+    requests.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut latency: Vec<(String, f64, f64, f64)> = buckets
+        .into_iter()
+        .filter_map(|(kind, b)| {
+            let b: Vec<(f64, f64)> = b.into_values().collect();
+            let count = b.iter().map(|x| x.1).fold(0.0, f64::max);
+            let p50 = bucket_quantile(b.clone(), 0.5)? * 1000.0;
+            let p99 = bucket_quantile(b, 0.99)? * 1000.0;
+            Some((kind, count, p50, p99))
+        })
+        .collect();
+    latency.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ServerMetrics { requests, latency }
 }
 
 async fn run(n: i64, algorithm: &str, parallelism: i64, table: Arc<Table>) -> Row {
@@ -285,8 +350,8 @@ spec:
     let _ = std::fs::write(format!("/tmp/nasop-bench-scale-{n}.metrics"), &text);
     let (_, peak_mib) = memory_mib(operator.id());
     let mut p50_p99 = BTreeMap::new();
-    for controller in ["architecturesearch", "childtrial"] {
-        let filter = format!("controller=\"{controller}\"");
+    for controller in ["architecturesearch", "childtrial", ""] {
+        let filter = format!("controller=\"{controller}");
         let metric = "nasop_reconcile_duration_seconds";
         p50_p99.insert(
             controller,
@@ -306,7 +371,16 @@ spec:
         })
         .collect();
     let requests = sum(&text, "nasop_api_requests_total", "");
-    let server_requests = server_requests(&client).await;
+    let api_latency = ["POST", "PATCH", "PUT", "DELETE", "GET"]
+        .iter()
+        .filter_map(|method| {
+            let filter = format!("method=\"{method}\"");
+            let metric = "nasop_api_request_duration_seconds";
+            let q = |q| quantile(&text, metric, &filter, q).map(|s| s * 1000.0);
+            Some((*method, q(0.5)?, q(0.99)?))
+        })
+        .collect();
+    let from_server = server_metrics(&client).await;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &operator.id().to_string()])
         .status();
@@ -321,7 +395,10 @@ spec:
         p50_p99,
         steps,
         requests_per_trial: requests / n as f64,
-        server_requests: server_requests
+        api_latency,
+        server_latency: from_server.latency,
+        server_requests: from_server
+            .requests
             .into_iter()
             .map(|(k, c)| (k, c / n as f64))
             .collect(),
@@ -382,14 +459,17 @@ fn print_tables(algorithm: &str, parallelism: i64, rows: &[Row]) {
         "\n{algorithm}, parallelism {parallelism}, instant fake kubelet, real kube-apiserver v1.34.4 + etcd v3.6.4\n"
     );
     println!(
-        "| trials | outcome | wall s | trials/s | first 1/5 | last 1/5 | peak MiB | search p50/p99 ms | trial p50/p99 ms | requests/trial | status bytes |"
+        "| trials | outcome | wall s | trials/s | first 1/5 | last 1/5 | peak MiB | search p50/p99 ms | trial p50/p99 ms | all p50/p99 ms | requests/trial | status bytes |"
     );
-    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for r in rows {
         let (s50, s99) = r.p50_p99["architecturesearch"];
         let (t50, t99) = r.p50_p99["childtrial"];
+        let (a50, a99) = r.p50_p99[""];
         println!(
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {s50:.1}/{s99:.1} | {t50:.1}/{t99:.1} | {:.1} | {} |",
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {s50:.1}/{s99:.1} | {t50:.1}/{t99:.1} | {a50:.1}/{a99:.1} | {:.1} | {} |",
             r.trials,
             r.outcome,
             r.seconds,
@@ -428,6 +508,32 @@ fn print_tables(algorithm: &str, parallelism: i64, rows: &[Row]) {
             );
             println!(
                 "| {} | {resource} | {verb} | {code} | {per_trial:.3} |",
+                r.trials
+            );
+        }
+    }
+    println!(
+        "\nThe operator's wait for the API server by method (`nasop_api_request_duration_seconds`, \
+         until the response headers), p50/p99 ms:\n"
+    );
+    println!("| trials | method | p50/p99 ms |");
+    println!("| ---: | --- | ---: |");
+    for r in rows {
+        for (method, p50, p99) in &r.api_latency {
+            println!("| {} | {method} | {p50:.1}/{p99:.1} |", r.trials);
+        }
+    }
+    println!(
+        "\nTime in the API server by resource and verb (`apiserver_request_duration_seconds`, \
+         WATCH excluded), p50/p99 ms:\n"
+    );
+    println!("| trials | resource | verb | requests | p50/p99 ms |");
+    println!("| ---: | --- | --- | ---: | ---: |");
+    for r in rows {
+        for (kind, count, p50, p99) in &r.server_latency {
+            let (resource, verb) = kind.split_once(' ').unwrap_or((kind, ""));
+            println!(
+                "| {} | {resource} | {verb} | {count:.0} | {p50:.1}/{p99:.1} |",
                 r.trials
             );
         }
