@@ -171,6 +171,9 @@ pub struct Context {
     /// returned them, until the ChildTrial cache shows that version (see
     /// [`Context::newest_trial`]). At most the trials written in the last watch delay.
     written_trials: Mutex<HashMap<String, WrittenTrial>>,
+    /// When this process deleted the trainer Pods of each finished trial (by [`key`]), for a
+    /// grace while the Pod cache may still show them (see [`Context::pods_deleted_within`]).
+    deleted_pods: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// Sends searches to their controller's queue (see [`Context::search_waker`]).
@@ -219,7 +222,26 @@ impl Context {
             search_wakes: std::sync::RwLock::new(HashMap::new()),
             search_stores: std::sync::RwLock::new(HashMap::new()),
             written_trials: Mutex::new(HashMap::new()),
+            deleted_pods: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records that this process deleted the trainer Pods of trial `key` now; records older
+    /// than `grace` go (at most the trials finished in the last `grace` are kept).
+    pub fn deleted_pods(&self, key: &str, grace: Duration) {
+        let now = std::time::Instant::now();
+        let mut deleted = self.deleted_pods.lock().unwrap_or_else(|e| e.into_inner());
+        deleted.retain(|_, at| now.duration_since(*at) < grace);
+        deleted.insert(key.to_string(), now);
+    }
+
+    /// What is left of `grace` since this process deleted the trainer Pods of trial `key`
+    /// (Pods the cache shows meanwhile are on their way out); `None`: not deleted by this
+    /// process within `grace`.
+    pub fn pods_deleted_within(&self, key: &str, grace: Duration) -> Option<Duration> {
+        let deleted = self.deleted_pods.lock().unwrap_or_else(|e| e.into_inner());
+        let since = deleted.get(key)?.elapsed();
+        grace.checked_sub(since).filter(|left| !left.is_zero())
     }
 
     /// `trial` as given by the ChildTrial cache, or the newer copy of it that this process
@@ -626,9 +648,11 @@ where
 /// stopped before recording it, and then finds its own object. (Cheaper for the API server than a server-side apply: measured with
 /// `make bench-scale`, see the README.)
 ///
+/// Returns whether it was created now (`false`: it existed).
+///
 /// # Errors
 /// The API error, other than 409 AlreadyExists.
-pub async fn create<K>(api: &Api<K>, obj: &K) -> Result<()>
+pub async fn create<K>(api: &Api<K>, obj: &K) -> Result<bool>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
 {
@@ -637,8 +661,8 @@ where
         ..kube::api::PostParams::default()
     };
     match api.create(&post, obj).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 && e.reason == "AlreadyExists" => Ok(()),
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 && e.reason == "AlreadyExists" => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -734,6 +758,13 @@ pub fn slim_cached_trial(trial: &mut ChildTrial) {
     }
 }
 
+/// Whether `pod` names a `K` as its controller (owner reference with `controller: true`).
+fn owned_by<K: Resource<DynamicType = ()>>(pod: &Pod) -> bool {
+    pod.owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.kind == K::kind(&()))
+}
+
 /// What the operator watches and how hard it works.
 #[derive(Clone, Debug)]
 pub struct Scope {
@@ -805,6 +836,8 @@ pub async fn run(
     let client = &ctx.client;
     let pods = watcher::Config::default().labels(POD_SELECTOR);
     let mut tasks = Vec::new();
+    // The Pod watches, which feed the controllers: stopped once the controllers have.
+    let mut feeds = Vec::new();
     let keys = watched(&scope);
     for ((((searches, trials), probes), pod_api), key) in apis::<ArchitectureSearch>(client, &scope)
         .into_iter()
@@ -824,7 +857,9 @@ pub async fn run(
         let (cached, relisted) = (ctx.clone(), trial_store.clone());
         let trial_stream = kube::runtime::reflector(
             writer,
-            watcher(trials, watcher::Config::default()).modify(slim_cached_trial),
+            watcher(trials, watcher::Config::default())
+                .default_backoff()
+                .modify(slim_cached_trial),
         )
         .inspect(move |event| {
             match event {
@@ -867,23 +902,38 @@ pub async fn run(
                 ctx.clone(),
             )
             .for_each(log_queue_errors);
-        // The operator's Pods: cached (without managedFields) for the trial reconciler, and
-        // each change wakes the ChildTrial that owns the Pod (deletions too: a vanished Pod
-        // is a disruption).
+        // The operator's Pods, watched once: cached (without managedFields) for the trial
+        // reconciler, and each change wakes the ChildTrial or LatencyProbe that owns the Pod
+        // (deletions too: a vanished Pod is a disruption). Each change is applied to the cache
+        // before it wakes its owner.
         let (pod_store, pod_writer) = kube::runtime::reflector::store::<Pod>();
         let pod_stream = kube::runtime::reflector(
             pod_writer,
-            watcher(pod_api.clone(), pods.clone()).modify(|p| {
-                p.managed_fields_mut().clear();
-            }),
+            watcher(pod_api.clone(), pods.clone())
+                .default_backoff()
+                .modify(|p| {
+                    p.managed_fields_mut().clear();
+                }),
         )
         .touched_objects();
+        let (to_trials, trial_pods) = futures::channel::mpsc::unbounded();
+        let (to_probes, probe_pods) = futures::channel::mpsc::unbounded();
+        feeds.push(tokio::spawn(pod_stream.for_each(move |pod| {
+            // Watch errors go to the trial controller, which logs them (`log_queue_errors`).
+            let to = match &pod {
+                Ok(p) if owned_by::<LatencyProbe>(p) => &to_probes,
+                _ => &to_trials,
+            };
+            // Only fails once that controller has stopped.
+            let _ = to.unbounded_send(pod);
+            futures::future::ready(())
+        })));
         ctx.pod_stores
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, pod_store);
         let trial = Controller::for_stream(trial_stream, trial_store)
-            .owns_stream(pod_stream)
+            .owns_stream(trial_pods)
             .owns(probes.clone(), watcher::Config::default())
             .with_config(config.clone())
             .graceful_shutdown_on(stop())
@@ -894,7 +944,7 @@ pub async fn run(
             )
             .for_each(log_queue_errors);
         let probe = Controller::new(probes, watcher::Config::default())
-            .owns(pod_api, pods.clone())
+            .owns_stream(probe_pods)
             .with_config(config.clone())
             .graceful_shutdown_on(stop())
             .run(
@@ -909,6 +959,9 @@ pub async fn run(
     }
     for t in tasks {
         let _ = t.await;
+    }
+    for f in feeds {
+        f.abort();
     }
 }
 

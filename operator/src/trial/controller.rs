@@ -1,7 +1,9 @@
 //! The `ChildTrial` reconciler: reads the trial's current Pod and probe, asks
 //! [`super::plan::plan`] what to do, and does it: create the trainer Pod and the LatencyProbe
 //! (one of that name there already counts as created), write the status, delete the Pods of
-//! a finished trial, record Events and metrics.
+//! a finished trial, record Events and metrics. A trial's usual reconciles make one API
+//! request each: create the Pod; write the status that names it; write the result; delete
+//! the Pod (each woken by the watch event of the one before).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use nasop_crds::api::{ChildTrial, LatencyProbe, TrialPhase};
 use nasop_crds::result::FailureReason;
 
 use super::plan::{finished, plan, Note, TrialPlan};
-use super::pod::{trainer_pod, ROLE_LABEL, TRIAL_LABEL};
+use super::pod::{pod_name, trainer_pod, ROLE_LABEL, TRIAL_LABEL};
 use crate::runtime::{apply_status_at, create, now, Context, Error, Result};
 
 /// The controller name (metrics label).
@@ -68,11 +70,28 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
         _ => None,
     };
     let mut plan = plan(&trial, pod.as_ref(), probe.as_ref(), &now());
-    let mut created = Ok(());
+    // One request per reconcile where it can be (each waits on the API server): a new trainer
+    // Pod is created, and the status that names it is written by the reconcile that the
+    // Pod's watch event wakes (the Pod cache then holds it, and the plan is the same). A Pod
+    // that exists already (in the cache, or 409) gets its status written at once. The order
+    // stays Pod first: a status never names a Pod that was not created, which would look
+    // like a lost one (a disruption). A probe is created and named in one reconcile (its
+    // trial reads it with a GET, not from a cache).
+    let mut created = Ok(false);
     if let Some(attempt) = plan.create_pod {
-        created = create(&pods, &trainer_pod(&trial, attempt)?).await;
+        if ctx
+            .cached_pod(&namespace, &pod_name(&name, attempt))
+            .is_none()
+        {
+            created = create(&pods, &trainer_pod(&trial, attempt)?).await;
+        }
     }
-    if let (Ok(()), Some(p)) = (&created, &plan.create_probe) {
+    if let Ok(true) = created {
+        // Its watch event wakes the trial.
+        ctx.succeeded(&crate::runtime::key(trial.as_ref()));
+        return Ok(Action::requeue(RESYNC));
+    }
+    if let (Ok(_), Some(p)) = (&created, &plan.create_probe) {
         created = create(&probes, p).await;
     }
     if let Err(e) = created {
@@ -102,13 +121,11 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
         }
     }
     ctx.publish(trial.as_ref(), "Reconcile", &plan.notes);
-    // After the status: the result is stored before the Pod that holds it goes.
-    if plan.delete_pods {
-        delete_trainer_pods(&pods, &name).await?;
-    }
     ctx.succeeded(&crate::runtime::key(trial.as_ref()));
     if finished(&plan.status) {
-        // Its Pods' deletion wakes it again (see `clean_leftovers`).
+        // The status write wakes the trial again, and that reconcile deletes its Pods
+        // (`plan.delete_pods`; see `clean_leftovers`): the result is stored before the Pod
+        // that holds it goes.
         return Ok(Action::await_change());
     }
     // A pending deadline may fall due before the next pod event (or the resync).
@@ -118,10 +135,9 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
     Ok(Action::requeue(due.map_or(RESYNC, |d| d.min(RESYNC))))
 }
 
-/// How long after a trial finished its trainer Pods may still be in the Pod cache because
-/// their deletion is in flight (the cache lags the DELETE). A finished trial with Pods in the
-/// cache is looked at again after this; Pods still there then were left by a reconcile cut
-/// short between the status write and the delete (a crash, a failed request), and are deleted.
+/// How long the Pod cache may still show trainer Pods that this process deleted (the cache
+/// lags the DELETE). Pods still there after this were not deleted (a DELETE lost with its
+/// process), and are deleted again.
 pub const LEFTOVER_GRACE: Duration = Duration::from_secs(30);
 
 /// Deletes the trainer Pods of trial `name` (all attempts).
@@ -134,10 +150,11 @@ async fn delete_trainer_pods(pods: &Api<Pod>, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// For a finished trial that names no Pod: deletes trainer Pods the Pod cache still holds
-/// [`LEFTOVER_GRACE`] after the trial finished, and looks again when that falls due (or
-/// when the Pod cache has listed the Pods, at start-up). No API request while the cache holds
-/// none (the usual case).
+/// For a finished trial that names no Pod: deletes the trainer Pods the Pod cache holds
+/// (those of a trial that just finished, or left by a process stopped before it deleted
+/// them), unless this process deleted them less than [`LEFTOVER_GRACE`] ago (then it looks
+/// again when that ends). No API request while the cache holds none (the usual case), or
+/// before the Pod cache has listed the Pods (start-up: it looks again later).
 async fn clean_leftovers(
     ctx: &Context,
     pods: &Api<Pod>,
@@ -147,37 +164,16 @@ async fn clean_leftovers(
 ) -> Result<Action> {
     match ctx.cached_trainer_pods(namespace, name) {
         Some(0) => return Ok(Action::await_change()),
-        // The Pod cache has not listed the Pods yet (start-up): look again later.
         None => return Ok(Action::requeue(LEFTOVER_GRACE)),
         Some(_) => {}
     }
-    let finished_at = trial
-        .status
-        .as_ref()
-        .and_then(|s| s.completion_time.as_ref())
-        .map(|t| t.0);
-    match leftover_wait(finished_at, now().0) {
-        Some(wait) => Ok(Action::requeue(wait)),
-        None => {
-            delete_trainer_pods(pods, name).await?;
-            Ok(Action::await_change())
-        }
+    let key = crate::runtime::key(trial);
+    if let Some(wait) = ctx.pods_deleted_within(&key, LEFTOVER_GRACE) {
+        return Ok(Action::requeue(wait));
     }
-}
-
-/// How long to wait before Pods of a trial that finished at `finished_at` count as left
-/// behind, at `now`; `None`: they do (also without a completion time).
-pub fn leftover_wait(
-    finished_at: Option<k8s_openapi::jiff::Timestamp>,
-    now: k8s_openapi::jiff::Timestamp,
-) -> Option<Duration> {
-    let since = now.duration_since(finished_at?);
-    let since = Duration::try_from(since).unwrap_or(Duration::ZERO);
-    LEFTOVER_GRACE
-        .checked_sub(since)
-        .filter(|w| !w.is_zero())
-        // Whole seconds, rounded up: never before the grace ends.
-        .map(|w| Duration::from_secs(w.as_secs() + u64::from(w.subsec_nanos() > 0)))
+    delete_trainer_pods(pods, name).await?;
+    ctx.deleted_pods(&key, LEFTOVER_GRACE);
+    Ok(Action::await_change())
 }
 
 #[cfg(test)]

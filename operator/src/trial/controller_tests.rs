@@ -2,6 +2,10 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher::Event;
 use nasop_crds::api::{ChildTrial, ChildTrialStatus, TrialPhase};
 use nasop_crds::result::FailureReason;
 use serde_json::{json, Value};
@@ -21,6 +25,54 @@ fn with(mut t: ChildTrial, status: Value) -> ChildTrial {
 fn running(attempts: i32, disruptions: i32) -> Value {
     json!({"phase": "Running", "attempts": attempts, "disruptions": disruptions,
            "podName": format!("cifar-nb201-00042-train-{attempts}")})
+}
+
+/// Trainer Pod `attempt` of the test trial (labelled as the operator labels it).
+fn trainer(attempt: i32, phase: &str, exit_code: i32, message: Option<&str>) -> Pod {
+    let mut p = pod(
+        &format!("cifar-nb201-00042-train-{attempt}"),
+        phase,
+        exit_code,
+        message,
+    );
+    p.metadata.labels = Some(
+        [
+            (
+                "nasop.dev/trial".to_string(),
+                "cifar-nb201-00042".to_string(),
+            ),
+            ("nasop.dev/role".to_string(), "trainer".to_string()),
+        ]
+        .into(),
+    );
+    p
+}
+
+/// A Pod cache that has listed `pods`.
+fn pod_cache(pods: &[Pod]) -> (Store<Pod>, Writer<Pod>) {
+    let (store, mut writer) = kube::runtime::reflector::store::<Pod>();
+    writer.apply_watcher_event(&Event::Init);
+    for p in pods {
+        writer.apply_watcher_event(&Event::InitApply(p.clone()));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    (store, writer)
+}
+
+/// Reconciles `trial` once with `pods` in the Pod cache, against `script`.
+async fn reconciled_with_pods(
+    trial: ChildTrial,
+    pods: &[Pod],
+    script: impl FnOnce(ApiServer, Value) -> futures::future::BoxFuture<'static, ApiServer>,
+) -> kube::runtime::controller::Action {
+    let (ctx, server) = mock::context();
+    ctx.use_pod_store("nas", pod_cache(pods).0);
+    let object = serde_json::to_value(&trial).unwrap();
+    mock::run(
+        async move { reconcile(Arc::new(trial), ctx).await.unwrap() },
+        script(server, object),
+    )
+    .await
 }
 
 async fn reconciled(
@@ -57,8 +109,9 @@ async fn expect_pods_deleted(s: &mut ApiServer) {
 }
 
 #[tokio::test]
-async fn a_new_trial_gets_its_trainer_pod_and_a_pending_status() {
-    reconciled(gpu_trial(), |mut s, object| {
+async fn a_new_trial_gets_its_trainer_pod_then_a_pending_status() {
+    // The Pod first, alone: its watch event wakes the trial.
+    let action = reconciled_with_pods(gpu_trial(), &[], |mut s, _| {
         Box::pin(async move {
             let pod = s
                 .expect_create(&format!("{PODS}/cifar-nb201-00042-train-1?"))
@@ -73,9 +126,21 @@ async fn a_new_trial_gets_its_trainer_pod_and_a_pending_status() {
                 pod.body["metadata"]["ownerReferences"][0]["kind"],
                 "ChildTrial"
             );
-            let st = s.expect_status(&format!("{TRIAL}/status?"), &object).await;
-            let st = status_of(&st);
+            s
+        })
+    })
+    .await;
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(super::RESYNC)
+    );
+    // With the Pod in the cache: the status that names it, and no second create.
+    let waiting = trainer(1, "Pending", 0, None);
+    reconciled_with_pods(gpu_trial(), &[waiting], |mut s, object| {
+        Box::pin(async move {
+            let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
             assert_eq!((st.phase, st.attempts), (Some(TrialPhase::Pending), 1));
+            assert_eq!(st.pod_name.as_deref(), Some("cifar-nb201-00042-train-1"));
             s
         })
     })
@@ -98,12 +163,11 @@ async fn a_completed_pod_makes_the_trial_succeed_with_parsed_metrics() {
                 Some(serde_json::to_value(done).unwrap()),
             )
             .await;
-            // The result first, without the pod name; then the pod goes.
+            // The result, without the pod name (the reconcile it wakes deletes the pod).
             let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
             assert_eq!(st.phase, Some(TrialPhase::Succeeded));
             assert_eq!(st.pod_name, None);
             assert_eq!(st.reward, Some(0.9375));
-            expect_pods_deleted(&mut s).await;
             let m = st.metrics.unwrap();
             assert_eq!(
                 (m.accuracy, m.params, m.train_seconds),
@@ -118,31 +182,51 @@ async fn a_completed_pod_makes_the_trial_succeed_with_parsed_metrics() {
 
 #[tokio::test]
 async fn a_failed_pod_is_retried_then_the_trial_fails() {
+    let crash = trainer(
+        1,
+        "Failed",
+        1,
+        Some(&train_failure(FailureReason::Internal, "CUDA error")),
+    );
+    // Attempt 2's Pod first; then, with it in the cache, the status and the Event.
+    reconciled_with_pods(
+        with(gpu_trial(), running(1, 0)),
+        std::slice::from_ref(&crash),
+        |mut s, _| {
+            Box::pin(async move {
+                s.expect_create(&format!("{PODS}/cifar-nb201-00042-train-2?"))
+                    .await;
+                s
+            })
+        },
+    )
+    .await;
+    let next = trainer(2, "Pending", 0, None);
+    reconciled_with_pods(
+        with(gpu_trial(), running(1, 0)),
+        &[crash.clone(), next],
+        |mut s, object| {
+            Box::pin(async move {
+                let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
+                assert_eq!(
+                    (st.attempts, st.disruptions, st.phase),
+                    (2, 0, Some(TrialPhase::Pending))
+                );
+                assert_eq!(st.pod_name.as_deref(), Some("cifar-nb201-00042-train-2"));
+                s.expect_event("nas", "AttemptFailed").await;
+                s
+            })
+        },
+    )
+    .await;
+    // The third failed attempt (maxAttempts 3) fails the trial; no new pod.
     let crash = serde_json::to_value(pod(
-        "cifar-nb201-00042-train-1",
+        "cifar-nb201-00042-train-3",
         "Failed",
         1,
         Some(&train_failure(FailureReason::Internal, "CUDA error")),
     ))
     .unwrap();
-    let c = crash.clone();
-    reconciled(with(gpu_trial(), running(1, 0)), move |mut s, object| {
-        Box::pin(async move {
-            s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-1"), Some(c))
-                .await;
-            s.expect_create(&format!("{PODS}/cifar-nb201-00042-train-2?"))
-                .await;
-            let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
-            assert_eq!(
-                (st.attempts, st.disruptions, st.phase),
-                (2, 0, Some(TrialPhase::Pending))
-            );
-            s.expect_event("nas", "AttemptFailed").await;
-            s
-        })
-    })
-    .await;
-    // The third failed attempt (maxAttempts 3) fails the trial; no new pod.
     reconciled(with(gpu_trial(), running(3, 0)), move |mut s, object| {
         Box::pin(async move {
             s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-3"), Some(crash))
@@ -150,7 +234,6 @@ async fn a_failed_pod_is_retried_then_the_trial_fails() {
             let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
             assert_eq!(st.phase, Some(TrialPhase::Failed));
             assert_eq!(st.reason.as_deref(), Some("Internal"));
-            expect_pods_deleted(&mut s).await;
             s.expect_event("nas", "TrialFailed").await;
             s
         })
@@ -161,19 +244,32 @@ async fn a_failed_pod_is_retried_then_the_trial_fails() {
 #[tokio::test]
 async fn an_evicted_pod_is_retried_without_counting_a_failure() {
     // Attempts exhausted by failures would fail the trial; an eviction does not count.
-    reconciled(with(gpu_trial(), running(3, 1)), |mut s, object| {
-        Box::pin(async move {
-            let evicted = serde_json::to_value(evicted_pod("cifar-nb201-00042-train-3")).unwrap();
-            s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-3"), Some(evicted))
-                .await;
-            s.expect_create(&format!("{PODS}/cifar-nb201-00042-train-4?"))
-                .await;
-            let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
-            assert_eq!((st.attempts, st.disruptions), (4, 2));
-            s.expect_event("nas", "PodDisrupted").await;
-            s
-        })
-    })
+    let mut evicted = evicted_pod("cifar-nb201-00042-train-3");
+    evicted.metadata.labels = trainer(3, "Failed", 0, None).metadata.labels;
+    reconciled_with_pods(
+        with(gpu_trial(), running(3, 1)),
+        std::slice::from_ref(&evicted),
+        |mut s, _| {
+            Box::pin(async move {
+                s.expect_create(&format!("{PODS}/cifar-nb201-00042-train-4?"))
+                    .await;
+                s
+            })
+        },
+    )
+    .await;
+    reconciled_with_pods(
+        with(gpu_trial(), running(3, 1)),
+        &[evicted, trainer(4, "Pending", 0, None)],
+        |mut s, object| {
+            Box::pin(async move {
+                let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
+                assert_eq!((st.attempts, st.disruptions), (4, 2));
+                s.expect_event("nas", "PodDisrupted").await;
+                s
+            })
+        },
+    )
     .await;
 }
 
@@ -195,7 +291,6 @@ async fn a_bad_result_fails_the_trial_with_a_reason() {
             let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
             assert_eq!(st.phase, Some(TrialPhase::Failed));
             assert_eq!(st.reason.as_deref(), Some("BadResult"));
-            expect_pods_deleted(&mut s).await;
             s.expect_event("nas", "TrialFailed").await;
             s
         })
@@ -232,21 +327,30 @@ async fn a_trial_finished_with_a_pod_named_cleans_its_pods_once_and_keeps_its_re
         json!({"phase": "Succeeded", "attempts": 1, "podName": "cifar-nb201-00042-train-1",
                "reward": 0.9, "metrics": {"accuracy": 0.9}}),
     );
-    reconciled(done, |mut s, object| {
+    let left = trainer(1, "Succeeded", 0, None);
+    reconciled_with_pods(done, std::slice::from_ref(&left), |mut s, object| {
         Box::pin(async move {
             let st = status_of(&s.expect_status(&format!("{TRIAL}/status?"), &object).await);
             assert_eq!((st.pod_name, st.reward), (None, Some(0.9)));
+            s
+        })
+    })
+    .await;
+    // The reconcile that write wakes deletes the pod.
+    let clean = with(
+        gpu_trial(),
+        json!({"phase": "Succeeded", "attempts": 1, "reward": 0.9}),
+    );
+    let action = reconciled_with_pods(clean.clone(), &[left], |mut s, _| {
+        Box::pin(async move {
             expect_pods_deleted(&mut s).await;
             s
         })
     })
     .await;
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
     // Clean and finished: no request at all.
-    let clean = with(
-        gpu_trial(),
-        json!({"phase": "Succeeded", "attempts": 1, "reward": 0.9}),
-    );
-    let action = reconciled(clean, |s, _| Box::pin(async move { s })).await;
+    let action = reconciled_with_pods(clean, &[], |s, _| Box::pin(async move { s })).await;
     assert_eq!(action, kube::runtime::controller::Action::await_change());
 }
 
@@ -324,7 +428,6 @@ async fn a_trial_read_from_before_its_finished_write_is_not_started_again() {
             )
             .await;
             s.expect_status(&format!("{TRIAL}/status?"), &object).await;
-            expect_pods_deleted(&mut s).await;
             s.expect_event("nas", "TrialSucceeded").await;
             s
         },
@@ -347,36 +450,18 @@ async fn a_trial_read_from_before_its_finished_write_is_not_started_again() {
 }
 
 #[tokio::test]
-async fn pods_left_by_a_cut_short_reconcile_are_deleted_after_the_grace() {
-    use kube::runtime::watcher::Event;
-    let (store, mut writer) = kube::runtime::reflector::store::<k8s_openapi::api::core::v1::Pod>();
-    let mut left: k8s_openapi::api::core::v1::Pod =
-        pod("cifar-nb201-00042-train-1", "Succeeded", 0, None);
-    left.metadata.labels = Some(
-        [
-            (
-                "nasop.dev/trial".to_string(),
-                "cifar-nb201-00042".to_string(),
-            ),
-            ("nasop.dev/role".to_string(), "trainer".to_string()),
-        ]
-        .into(),
+async fn a_finished_trials_pods_are_deleted_once_and_again_only_after_the_grace() {
+    let (store, mut writer) = pod_cache(&[trainer(1, "Succeeded", 0, None)]);
+    let (ctx, server) = mock::context();
+    ctx.use_pod_store("nas", store);
+    let done = with(
+        gpu_trial(),
+        json!({"phase": "Succeeded", "attempts": 1, "reward": 0.9}),
     );
-    writer.apply_watcher_event(&Event::Init);
-    writer.apply_watcher_event(&Event::InitApply(left.clone()));
-    writer.apply_watcher_event(&Event::InitDone);
-    let finished_at = |ago: i64| {
-        let at = crate::runtime::now().0 - k8s_openapi::jiff::SignedDuration::from_secs(ago);
-        with(
-            gpu_trial(),
-            json!({"phase": "Succeeded", "attempts": 1, "reward": 0.9, "completionTime": at}),
-        )
-    };
-    let run = |trial: ChildTrial, deletes: bool| {
-        let (ctx, server) = mock::context();
-        ctx.use_pod_store("nas", store.clone());
-        mock::run(
-            async move { reconcile(Arc::new(trial), ctx).await.unwrap() },
+    let run = |ctx: Arc<crate::runtime::Context>, server: ApiServer, deletes: bool| {
+        let trial = Arc::new(done.clone());
+        mock::run_keeping(
+            async move { reconcile(trial, ctx).await.unwrap() },
             async move {
                 let mut s = server;
                 if deletes {
@@ -386,80 +471,95 @@ async fn pods_left_by_a_cut_short_reconcile_are_deleted_after_the_grace() {
             },
         )
     };
-    // Just finished: the pod's deletion may be in flight; look again when the grace ends.
-    let action = run(finished_at(5), false).await;
-    assert_eq!(
-        action,
-        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(25))
+    // Finished with its pod in the cache (just finished, or left by a stopped process).
+    let (action, server) = run(ctx.clone(), server, true).await;
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    // Woken again before the cache shows the deletion: no second DELETE; a look at the end
+    // of the grace.
+    let (action, server) = run(ctx.clone(), server, false).await;
+    match action {
+        a if a == kube::runtime::controller::Action::await_change() => {
+            panic!("expected a requeue within the grace")
+        }
+        a => {
+            let debug = format!("{a:?}");
+            assert!(debug.contains("requeue_after: Some("), "{debug}");
+        }
+    }
+    let left = ctx.pods_deleted_within(&crate::runtime::key(&done), super::LEFTOVER_GRACE);
+    assert!(
+        left.is_some_and(|w| w > std::time::Duration::from_secs(25) && w <= super::LEFTOVER_GRACE),
+        "{left:?}"
     );
-    // Finished a minute ago: the pod was left behind.
-    let action = run(finished_at(60), true).await;
+    // A pod being deleted is not a leftover: no request, nothing to wait for.
+    let mut deleting = trainer(1, "Succeeded", 0, None);
+    deleting.metadata.deletion_timestamp = Some(crate::runtime::now());
+    writer.apply_watcher_event(&Event::Apply(deleting));
+    let (action, server) = run(ctx.clone(), server, false).await;
     assert_eq!(action, kube::runtime::controller::Action::await_change());
-    // A pod being deleted is not a leftover.
-    left.metadata.deletion_timestamp = Some(crate::runtime::now());
-    writer.apply_watcher_event(&Event::Apply(left));
-    let action = run(finished_at(60), false).await;
-    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    server.done();
 }
 
-#[test]
-fn leftover_pods_wait_out_the_grace_in_whole_seconds() {
-    use super::{leftover_wait, LEFTOVER_GRACE};
-    use k8s_openapi::jiff::{SignedDuration, Timestamp};
-    use std::time::Duration;
-    let t0: Timestamp = "2026-11-30T00:00:00Z".parse().unwrap();
-    let at = |ms: i64| t0 + SignedDuration::from_millis(ms);
-    assert_eq!(LEFTOVER_GRACE, Duration::from_secs(30));
-    assert_eq!(leftover_wait(Some(t0), t0), Some(Duration::from_secs(30)));
-    assert_eq!(
-        leftover_wait(Some(t0), at(29_001)),
-        Some(Duration::from_secs(1))
+#[tokio::test]
+async fn deleted_pods_are_remembered_for_the_grace_only() {
+    let (ctx, _server) = mock::context();
+    let grace = std::time::Duration::from_millis(200);
+    assert_eq!(ctx.pods_deleted_within("ChildTrial/nas/a", grace), None);
+    ctx.deleted_pods("ChildTrial/nas/a", grace);
+    let left = ctx.pods_deleted_within("ChildTrial/nas/a", grace);
+    assert!(
+        left.is_some_and(|w| w > std::time::Duration::from_millis(100) && w <= grace),
+        "{left:?}"
     );
-    assert_eq!(
-        leftover_wait(Some(t0), at(10_500)),
-        Some(Duration::from_secs(20))
-    );
-    assert_eq!(leftover_wait(Some(t0), at(30_000)), None);
-    assert_eq!(leftover_wait(Some(t0), at(90_000)), None);
-    // A completion time ahead of this clock waits the whole grace; none at all does not wait.
-    assert_eq!(
-        leftover_wait(Some(at(5_000)), t0),
-        Some(Duration::from_secs(30))
-    );
-    assert_eq!(leftover_wait(None, t0), None);
+    assert_eq!(ctx.pods_deleted_within("ChildTrial/nas/b", grace), None);
+    tokio::time::sleep(grace).await;
+    assert_eq!(ctx.pods_deleted_within("ChildTrial/nas/a", grace), None);
 }
 
 #[tokio::test]
 async fn a_trial_read_from_before_its_pending_write_does_not_create_its_pod_again() {
-    // The pod's creation wakes the trial at once; the cache may still show the trial without
-    // the status that names the pod. The written status is used: the pod is looked at, not
+    // The Pod's creation wakes the trial, which writes the status naming it. A reconcile woken
+    // next (by the Pod's next change) may still read the trial from the cache as it was
+    // before that write. The written status is used: the pod is read from the cache, not
     // created again (409) and the status not written again.
+    let (store, mut writer) = pod_cache(&[]);
     let (ctx, server) = mock::context();
+    ctx.use_pod_store("nas", store);
     let new = gpu_trial();
-    let first = ctx.clone();
-    let trial = Arc::new(new.clone());
     let object = serde_json::to_value(&new).unwrap();
+    let (trial, first) = (Arc::new(new.clone()), ctx.clone());
     let (_, server) = mock::run_keeping(
         async move { reconcile(trial, first).await.unwrap() },
         async move {
             let mut s = server;
             s.expect_create(&format!("{PODS}/cifar-nb201-00042-train-1?"))
                 .await;
-            s.expect_status(&format!("{TRIAL}/status?"), &object).await;
             s
         },
     )
     .await;
+    writer.apply_watcher_event(&Event::Apply(trainer(1, "Pending", 0, None)));
+    let (trial, second) = (Arc::new(new.clone()), ctx.clone());
+    let written = object.clone();
+    let (_, server) = mock::run_keeping(
+        async move { reconcile(trial, second).await.unwrap() },
+        async move {
+            let mut s = server;
+            s.expect_status(&format!("{TRIAL}/status?"), &written).await;
+            s
+        },
+    )
+    .await;
+    writer.apply_watcher_event(&Event::Apply(trainer(1, "Running", 0, None)));
     let action = mock::run(
         async move { reconcile(Arc::new(new), ctx).await.unwrap() },
         async move {
             let mut s = server;
-            let waiting = pod("cifar-nb201-00042-train-1", "Pending", 0, None);
-            s.expect_get(
-                &format!("{PODS}/cifar-nb201-00042-train-1"),
-                Some(serde_json::to_value(waiting).unwrap()),
-            )
-            .await;
+            // Running now: the status says so (over the written version, not the stale one).
+            let seen = s.expect_status(&format!("{TRIAL}/status?"), &object).await;
+            assert_eq!(seen.body["status"]["phase"], "Running");
+            assert_eq!(seen.body["status"]["attempts"], 1);
+            assert_eq!(seen.body["metadata"]["resourceVersion"], "1");
             s
         },
     )
@@ -502,26 +602,41 @@ async fn a_vanished_pod_is_a_disruption_only_if_the_api_server_agrees() {
     // The next reconcile of the stale trial uses the API server's copy.
     let st = ctx.newest_trial(Arc::new(stale.clone())).status.clone();
     assert_eq!(st.and_then(|s| s.phase), Some(TrialPhase::Succeeded));
-    // The API server's trial is the one read: the pod was lost, attempt 2 starts, and the
-    // status is written over version 10 only.
+    // The API server's trial is the one read: the pod was lost, and attempt 2 starts (its
+    // pod first).
     let object = serde_json::to_value(&stale).unwrap();
     let same = object.clone();
-    reconciled(stale, move |mut s, object_again| {
+    reconciled_with_pods(stale.clone(), &[], move |mut s, _| {
         Box::pin(async move {
-            assert_eq!(object_again, object);
             s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-1"), None)
                 .await;
             s.expect_get(TRIAL, Some(same)).await;
             s.expect_create(&format!("{PODS}/cifar-nb201-00042-train-2?"))
                 .await;
-            let seen = s.expect_status(&format!("{TRIAL}/status?"), &object).await;
-            assert_eq!(seen.body["metadata"]["resourceVersion"], "10");
-            let st = status_of(&seen);
-            assert_eq!((st.attempts, st.disruptions), (2, 1));
-            s.expect_event("nas", "PodDisrupted").await;
             s
         })
     })
+    .await;
+    // With attempt 2's pod in the cache, its status is written over version 10 only.
+    let same = object.clone();
+    reconciled_with_pods(
+        stale,
+        &[trainer(2, "Pending", 0, None)],
+        move |mut s, object_again| {
+            Box::pin(async move {
+                assert_eq!(object_again, object);
+                s.expect_get(&format!("{PODS}/cifar-nb201-00042-train-1"), None)
+                    .await;
+                s.expect_get(TRIAL, Some(same)).await;
+                let seen = s.expect_status(&format!("{TRIAL}/status?"), &object).await;
+                assert_eq!(seen.body["metadata"]["resourceVersion"], "10");
+                let st = status_of(&seen);
+                assert_eq!((st.attempts, st.disruptions), (2, 1));
+                s.expect_event("nas", "PodDisrupted").await;
+                s
+            })
+        },
+    )
     .await;
 }
 

@@ -43,11 +43,10 @@ pub struct TrialPlan {
     pub create_pod: Option<i32>,
     /// Create this LatencyProbe.
     pub create_probe: Option<LatencyProbe>,
-    /// The trial finishes in this plan (or finished before with a pod still named): write
-    /// the status first (the result, no pod name), then delete its trainer Pods. In that
-    /// order a reconcile cut short between the two never loses the result; it leaves Pods,
-    /// which a later reconcile of the finished trial deletes (see
-    /// `crate::trial::controller::LEFTOVER_GRACE`).
+    /// The trial finishes in this plan (or finished before with a pod still named): its
+    /// status is written first (the result, no pod name), and its trainer Pods are deleted
+    /// by the reconcile that the write wakes (see `crate::trial::controller::clean_leftovers`).
+    /// In that order the result is stored before the Pod that holds it goes.
     pub delete_pods: bool,
     /// Events to record.
     pub notes: Vec<Note>,
