@@ -359,19 +359,19 @@ impl Context {
             .insert(namespace.to_string(), store);
     }
 
-    /// Trainer Pods of trial `trial` in `namespace` that the Pod cache holds and that are not
-    /// being deleted: 0 without a cache (a reconciler called directly), `None` while the
-    /// cache has not listed the Pods yet.
-    pub fn cached_trainer_pods(&self, namespace: &str, trial: &str) -> Option<usize> {
+    /// Names of the trainer Pods of trial `trial` in `namespace` that the Pod cache holds and
+    /// that are not being deleted: none without a cache (a reconciler called directly),
+    /// `None` while the cache has not listed the Pods yet.
+    pub fn cached_trainer_pods(&self, namespace: &str, trial: &str) -> Option<Vec<String>> {
         use crate::trial::pod::{ROLE_LABEL, TRIAL_LABEL};
         use futures::FutureExt;
         let Some(store) = self.pod_store(namespace) else {
-            return Some(0);
+            return Some(Vec::new());
         };
         if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
             return None;
         }
-        let count = store
+        let names = store
             .state()
             .iter()
             .filter(|p| {
@@ -381,8 +381,9 @@ impl Context {
                     && labels.get(TRIAL_LABEL).map(String::as_str) == Some(trial)
                     && labels.get(ROLE_LABEL).map(String::as_str) == Some("trainer")
             })
-            .count();
-        Some(count)
+            .map(|p| p.name_any())
+            .collect();
+        Some(names)
     }
 
     /// Drops the cached policies (each with its learner thread) and the save times of searches

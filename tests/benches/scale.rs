@@ -225,6 +225,10 @@ async fn server_metrics(client: &kube::Client) -> ServerMetrics {
             let (Some(kind), Some(le)) = (request_kind(labels), bucket_bound(line)) else {
                 continue;
             };
+            // A watch's time is how long it stayed open.
+            if kind.ends_with(" WATCH") {
+                continue;
+            }
             let entry = buckets
                 .entry(kind)
                 .or_default()

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use nasop_crds::api::{ChildTrial, LatencyProbe, TrialPhase};
 use nasop_crds::result::FailureReason;
 
 use super::plan::{finished, plan, Note, TrialPlan};
-use super::pod::{pod_name, trainer_pod, ROLE_LABEL, TRIAL_LABEL};
+use super::pod::{pod_name, trainer_pod};
 use crate::runtime::{apply_status_at, create, now, Context, Error, Result};
 
 /// The controller name (metrics label).
@@ -140,21 +140,13 @@ pub async fn reconcile(trial: Arc<ChildTrial>, ctx: Arc<Context>) -> Result<Acti
 /// process), and are deleted again.
 pub const LEFTOVER_GRACE: Duration = Duration::from_secs(30);
 
-/// Deletes the trainer Pods of trial `name` (all attempts).
-async fn delete_trainer_pods(pods: &Api<Pod>, name: &str) -> Result<()> {
-    pods.delete_collection(
-        &DeleteParams::background(),
-        &ListParams::default().labels(&format!("{TRIAL_LABEL}={name},{ROLE_LABEL}=trainer")),
-    )
-    .await?;
-    Ok(())
-}
-
 /// For a finished trial that names no Pod: deletes the trainer Pods the Pod cache holds
 /// (those of a trial that just finished, or left by a process stopped before it deleted
 /// them), unless this process deleted them less than [`LEFTOVER_GRACE`] ago (then it looks
 /// again when that ends). No API request while the cache holds none (the usual case), or
-/// before the Pod cache has listed the Pods (start-up: it looks again later).
+/// before the Pod cache has listed the Pods (start-up: it looks again later). Each Pod is
+/// deleted by name: a DELETE of the collection by label took the API server 43 / 273 ms
+/// (p50 / p99) in `make bench-scale`, against 16 / 88 ms for a status write.
 async fn clean_leftovers(
     ctx: &Context,
     pods: &Api<Pod>,
@@ -162,16 +154,23 @@ async fn clean_leftovers(
     namespace: &str,
     name: &str,
 ) -> Result<Action> {
-    match ctx.cached_trainer_pods(namespace, name) {
-        Some(0) => return Ok(Action::await_change()),
+    let left = match ctx.cached_trainer_pods(namespace, name) {
+        Some(left) if left.is_empty() => return Ok(Action::await_change()),
+        Some(left) => left,
         None => return Ok(Action::requeue(LEFTOVER_GRACE)),
-        Some(_) => {}
-    }
+    };
     let key = crate::runtime::key(trial);
     if let Some(wait) = ctx.pods_deleted_within(&key, LEFTOVER_GRACE) {
         return Ok(Action::requeue(wait));
     }
-    delete_trainer_pods(pods, name).await?;
+    let deletes = left.iter().map(|pod| async move {
+        match pods.delete(pod, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        }
+    });
+    futures::future::try_join_all(deletes).await?;
     ctx.deleted_pods(&key, LEFTOVER_GRACE);
     Ok(Action::await_change())
 }

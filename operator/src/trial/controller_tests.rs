@@ -92,17 +92,15 @@ fn status_of(seen: &mock::Seen) -> ChildTrialStatus {
     serde_json::from_value(seen.body["status"].clone()).unwrap()
 }
 
-/// Expects the DELETE of the trial's trainer Pods (all attempts, by label).
+/// Expects the DELETE of the trial's first trainer Pod (by name).
 async fn expect_pods_deleted(s: &mut ApiServer) {
     s.expect(
         "DELETE",
-        &format!("{PODS}?"),
-        &["labelSelector=nasop.dev%2Ftrial%3Dcifar-nb201-00042%2Cnasop.dev%2Frole%3Dtrainer"],
+        &format!("{PODS}/cifar-nb201-00042-train-1"),
+        &[],
         |_| {
-            (
-                200,
-                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
-            )
+            let gone = serde_json::to_value(trainer(1, "Succeeded", 0, None)).unwrap();
+            (200, gone)
         },
     )
     .await;
@@ -491,6 +489,48 @@ async fn a_finished_trials_pods_are_deleted_once_and_again_only_after_the_grace(
         left.is_some_and(|w| w > std::time::Duration::from_secs(25) && w <= super::LEFTOVER_GRACE),
         "{left:?}"
     );
+    // Two attempts' pods left by a process stopped before it deleted them: each by name.
+    {
+        let (ctx, server) = mock::context();
+        let (store, _two) = pod_cache(&[
+            trainer(1, "Failed", 1, None),
+            trainer(2, "Succeeded", 0, None),
+        ]);
+        ctx.use_pod_store("nas", store);
+        let trial = Arc::new(done.clone());
+        let action = mock::run(
+            async move { reconcile(trial, ctx).await.unwrap() },
+            async move {
+                let mut s = server;
+                let mut deleted = Vec::new();
+                for _ in 0..2 {
+                    let seen = s
+                        .expect(
+                            "DELETE",
+                            &format!("{PODS}/cifar-nb201-00042-train-"),
+                            &[],
+                            |_| {
+                                (
+                                    200,
+                                    serde_json::to_value(trainer(1, "Failed", 1, None)).unwrap(),
+                                )
+                            },
+                        )
+                        .await;
+                    let name = seen.uri.rsplit('/').next().unwrap();
+                    deleted.push(name.trim_end_matches('?').to_string());
+                }
+                deleted.sort();
+                assert_eq!(
+                    deleted,
+                    ["cifar-nb201-00042-train-1", "cifar-nb201-00042-train-2"]
+                );
+                s
+            },
+        )
+        .await;
+        assert_eq!(action, kube::runtime::controller::Action::await_change());
+    }
     // A pod being deleted is not a leftover: no request, nothing to wait for.
     let mut deleting = trainer(1, "Succeeded", 0, None);
     deleting.metadata.deletion_timestamp = Some(crate::runtime::now());
