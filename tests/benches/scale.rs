@@ -19,7 +19,8 @@
 //! 100 ms; no per-trial cost growing with the finished trials; status under 64 KiB.
 //!
 //! Usage: `cargo bench -p nasop-tests --bench scale -- [TRIALS...] [--algorithm A]
-//! [--parallelism P]` (defaults: 1000 5000 20000, PPO, 450). The operator's log goes to
+//! [--parallelism P] [--concurrency C]` (defaults: 1000 5000 20000, PPO, 450, and the operator's
+//! default of 8 reconciles at once per controller). The operator's log goes to
 //! `/tmp/nasop-bench-scale-<trials>.log` (filter `$NASOP_BENCH_LOG`, default `warn`; with
 //! `warn,nasop::search=debug` one line per search reconcile: results told, children created,
 //! what was written, milliseconds) and its final metrics to `/tmp/nasop-bench-scale-<trials>.metrics`.
@@ -253,7 +254,13 @@ async fn server_metrics(client: &kube::Client) -> ServerMetrics {
     ServerMetrics { requests, latency }
 }
 
-async fn run(n: i64, algorithm: &str, parallelism: i64, table: Arc<Table>) -> Row {
+async fn run(
+    n: i64,
+    algorithm: &str,
+    parallelism: i64,
+    concurrency: u16,
+    table: Arc<Table>,
+) -> Row {
     let server = tokio::task::spawn_blocking(ApiServer::start)
         .await
         .unwrap()
@@ -271,6 +278,7 @@ async fn run(n: i64, algorithm: &str, parallelism: i64, table: Arc<Table>) -> Ro
             "--leader-election",
             "false",
         ])
+        .args(["--concurrency", &concurrency.to_string()])
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
         // NASOP_BENCH_LOG: the operator's log filter (e.g. `warn,nasop::search=debug`).
         .args([
@@ -415,6 +423,8 @@ fn main() {
     let mut sizes: Vec<i64> = Vec::new();
     let mut algorithm = "PPO".to_string();
     let mut parallelism = 450;
+    // The operator's default (`nasop operator --concurrency`).
+    let mut concurrency: u16 = 8;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -425,9 +435,15 @@ fn main() {
                     .and_then(|p| p.parse().ok())
                     .expect("--parallelism N")
             }
+            "--concurrency" => {
+                concurrency = args
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("--concurrency N")
+            }
             "--bench" => {}
             other => sizes.push(other.parse().unwrap_or_else(|_| {
-                panic!("{other:?}: expected a number of trials, --algorithm or --parallelism")
+                panic!("{other:?}: expected a number of trials, --algorithm, --parallelism or --concurrency")
             })),
         }
     }
@@ -451,16 +467,16 @@ fn main() {
         .unwrap();
     let mut rows = Vec::new();
     for n in sizes {
-        let row = runtime.block_on(run(n, &algorithm, parallelism, table.clone()));
+        let row = runtime.block_on(run(n, &algorithm, parallelism, concurrency, table.clone()));
         rows.push(row);
         // The tables so far after each size (a long run stopped early keeps what it measured).
-        print_tables(&algorithm, parallelism, &rows);
+        print_tables(&algorithm, parallelism, concurrency, &rows);
     }
 }
 
-fn print_tables(algorithm: &str, parallelism: i64, rows: &[Row]) {
+fn print_tables(algorithm: &str, parallelism: i64, concurrency: u16, rows: &[Row]) {
     println!(
-        "\n{algorithm}, parallelism {parallelism}, instant fake kubelet, real kube-apiserver v1.34.4 + etcd v3.6.4\n"
+        "\n{algorithm}, parallelism {parallelism}, operator --concurrency {concurrency}, instant fake kubelet, real kube-apiserver v1.34.4 + etcd v3.6.4\n"
     );
     println!(
         "| trials | outcome | wall s | trials/s | first 1/5 | last 1/5 | peak MiB | search p50/p99 ms | trial p50/p99 ms | all p50/p99 ms | requests/trial | status bytes |"
