@@ -668,6 +668,26 @@ where
     }
 }
 
+/// Deletes object `name` in background propagation (its dependents are collected by the
+/// garbage collector); an object already gone (404) counts as deleted, so a delete repeated
+/// by a retried reconcile succeeds.
+///
+/// # Errors
+/// The API error, other than 404 NotFound.
+pub async fn delete<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    match api
+        .delete(name, &kube::api::DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Server-side applies the status subresource of `obj` to `status`.
 ///
 /// # Errors

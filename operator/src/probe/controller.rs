@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use nasop_crds::api::{labels, LatencyProbe, ProbePhase};
@@ -89,14 +89,7 @@ pub async fn reconcile(probe: Arc<LatencyProbe>, ctx: Arc<Context>) -> Result<Ac
     if plan.delete_pods {
         // By name: other probes of the same child may be measuring on other classes.
         for attempt in 1..=status.attempts.max(1) {
-            match pods
-                .delete(&pod_name(&name, attempt), &DeleteParams::background())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            crate::runtime::delete(&pods, &pod_name(&name, attempt)).await?;
         }
     }
     if probe.status.as_ref() != Some(&plan.status) {

@@ -375,11 +375,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         ctx.saved_policy(&uid);
         let kept = referenced_parts(&name, std::slice::from_ref(&head));
         for part in stale_parts(&name, maps.as_deref().unwrap_or_default(), &kept) {
-            match config_maps.delete(&part, &Default::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            crate::runtime::delete(&config_maps, &part).await?;
         }
     }
     steps.done("save");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use nasop_crds::api::{ChildTrial, LatencyProbe, TrialPhase};
@@ -163,13 +163,7 @@ async fn clean_leftovers(
     if let Some(wait) = ctx.pods_deleted_within(&key, LEFTOVER_GRACE) {
         return Ok(Action::requeue(wait));
     }
-    let deletes = left.iter().map(|pod| async move {
-        match pods.delete(pod, &DeleteParams::background()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(e) => Err(e),
-        }
-    });
+    let deletes = left.iter().map(|pod| crate::runtime::delete(pods, pod));
     futures::future::try_join_all(deletes).await?;
     ctx.deleted_pods(&key, LEFTOVER_GRACE);
     Ok(Action::await_change())
