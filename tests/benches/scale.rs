@@ -40,11 +40,32 @@ use nasop_tests::{shared_data_dir, workspace_root};
 const STEPS: [&str; 6] = ["read", "tell", "launch", "save", "create", "status"];
 
 /// The `nasop` binary of this profile (built when missing).
+///
+/// The inner `cargo build` runs without the variables that cargo sets for this bench
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, ...): build scripts such as ring's and cc's ask
+/// to rerun when those change, so with them the inner and the outer cargo rebuilt ring,
+/// rustls and kube in turn, minutes on every run.
 fn nasop_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
     let path = dir.join("nasop");
-    let status = std::process::Command::new(env!("CARGO"))
+    let mut build = std::process::Command::new(env!("CARGO"));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let set_by_cargo = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CFG_",
+            "CARGO_CRATE_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+            || ["CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"].contains(&key.as_ref());
+        if set_by_cargo {
+            build.env_remove(key.as_ref());
+        }
+    }
+    let status = build
         .args(["build", "-q", "--release", "-p", "nasop", "--bin", "nasop"])
         .current_dir(workspace_root())
         .status()
@@ -139,7 +160,42 @@ fn memory_mib(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time a process has used (user + system), seconds; 0 when it cannot be read.
+/// `/proc/<pid>/stat` fields 14 and 15 are in clock ticks (proc(5)); `getconf CLK_TCK` is 100
+/// on Linux x86-64.
+fn cpu_seconds(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after it follow its ')'.
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    // After ')': field 3 (state) is index 0, so utime (14) is 11 and stime (15) is 12.
+    tick(11).zip(tick(12)).map_or(0.0, |(u, s)| (u + s) / 100.0)
+}
+
+/// The host's CPU counters (`/proc/stat` line `cpu`, clock ticks): (steal, total).
+fn cpu_counters() -> (f64, f64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = text.lines().next().map_or(vec![], |l| {
+        l.split_whitespace()
+            .skip(1)
+            .filter_map(|t| t.parse().ok())
+            .collect()
+    });
+    // user nice system idle iowait irq softirq steal (proc(5)); guest time is in user.
+    (
+        ticks.get(7).copied().unwrap_or(0.0),
+        ticks.iter().take(8).sum(),
+    )
+}
+
 struct Row {
+    /// Share of the host's CPU time the hypervisor gave to others during the run (steal), %.
+    steal_pct: f64,
+    /// CPU time per trial by process (operator, kube-apiserver, etcd, the bench's fake
+    /// kubelet and clients), ms.
+    cpu_ms: Vec<(&'static str, f64)>,
     trials: i64,
     seconds: f64,
     first_fifth: f64,
@@ -318,6 +374,18 @@ spec:
     let value: serde_json::Value = serde_yaml::from_str(&manifest).unwrap();
     let search: ArchitectureSearch = serde_json::from_value(value).unwrap();
     let searches: Api<ArchitectureSearch> = Api::namespaced(client.clone(), "scale");
+    let (etcd, apiserver) = server.pids();
+    let processes = [
+        ("operator", Some(operator.id())),
+        ("kube-apiserver", apiserver),
+        ("etcd", etcd),
+        ("bench (fake kubelet)", Some(std::process::id())),
+    ];
+    let cpu_at_start: Vec<f64> = processes
+        .iter()
+        .map(|(_, pid)| pid.map_or(f64::NAN, cpu_seconds))
+        .collect();
+    let counters_at_start = cpu_counters();
     let start = Instant::now();
     searches
         .create(&PostParams::default(), &search)
@@ -392,6 +460,17 @@ spec:
             Some((*method, q(0.5)?, q(0.99)?))
         })
         .collect();
+    let cpu_ms = processes
+        .iter()
+        .zip(&cpu_at_start)
+        .map(|(&(name, pid), start)| {
+            let used = pid.map_or(f64::NAN, cpu_seconds) - start;
+            (name, used * 1000.0 / n as f64)
+        })
+        .collect();
+    let counters = cpu_counters();
+    let steal_pct =
+        100.0 * (counters.0 - counters_at_start.0) / (counters.1 - counters_at_start.1).max(1.0);
     let from_server = server_metrics(&client).await;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &operator.id().to_string()])
@@ -399,6 +478,8 @@ spec:
     let _ = operator.wait();
     let fifth = (n / 5) as f64;
     Row {
+        steal_pct,
+        cpu_ms,
         trials: n,
         seconds,
         first_fifth: fifth / first_fifth.unwrap_or(f64::NAN),
@@ -424,7 +505,7 @@ fn main() {
     let mut algorithm = "PPO".to_string();
     let mut parallelism = 450;
     // The operator's default (`nasop operator --concurrency`).
-    let mut concurrency: u16 = 8;
+    let mut concurrency: u16 = 4;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -499,6 +580,22 @@ fn print_tables(algorithm: &str, parallelism: i64, concurrency: u16, rows: &[Row
             r.peak_mib,
             r.requests_per_trial,
             r.status_bytes
+        );
+    }
+    println!(
+        "\nCPU time per trial by process, ms (user + system, `/proc/<pid>/stat`), and the \
+         host's CPU steal during the run (`/proc/stat`: time the hypervisor gave to others):\n"
+    );
+    let names: Vec<&str> = rows[0].cpu_ms.iter().map(|c| c.0).collect();
+    println!("| trials | {} | steal % |", names.join(" | "));
+    println!("| ---: |{} ---: |", " ---: |".repeat(names.len()));
+    for r in rows {
+        let cells: Vec<String> = r.cpu_ms.iter().map(|c| format!("{:.1}", c.1)).collect();
+        println!(
+            "| {} | {} | {:.1} |",
+            r.trials,
+            cells.join(" | "),
+            r.steal_pct
         );
     }
     println!("\nSearch reconcile by step, p50/p99 ms (`nasop_search_step_seconds`):\n");

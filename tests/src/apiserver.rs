@@ -104,6 +104,14 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
+    /// The process ids of etcd and kube-apiserver (`None` while one is stopped).
+    pub fn pids(&self) -> (Option<u32>, Option<u32>) {
+        (
+            self.etcd.as_ref().map(Child::id),
+            self.apiserver.as_ref().map(Child::id),
+        )
+    }
+
     /// Starts etcd and kube-apiserver and waits until `/readyz` answers; `None` when the
     /// binaries are unavailable (see [`binaries`]).
     ///
