@@ -34,7 +34,7 @@ impl<'a> From<&'a ChildTrialSpec> for ChildSpec<'a> {
         Self {
             search_space: &s.search_space,
             trial: &s.trial,
-            probe: s.probe.as_ref(),
+            probe: s.probe.as_deref(),
         }
     }
 }

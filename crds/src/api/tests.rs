@@ -299,11 +299,11 @@ fn trial_for(genotype: Genotype) -> ChildTrial {
             search_name: "nb201-evolution".into(),
             index: 0,
             proposal_id: 0,
-            search_space: s.spec.search_space.clone(),
+            search_space: s.spec.search_space.clone().into(),
             genotype_hash: genotype.hash().to_string(),
             genotype,
-            objective: s.spec.objective.clone(),
-            trial: s.spec.trial.clone(),
+            objective: s.spec.objective.clone().into(),
+            trial: s.spec.trial.clone().into(),
             probe: None,
         },
     )
@@ -332,7 +332,7 @@ fn trial_genotype_must_match_its_space() {
 fn trial_spec_is_immutable() {
     let old = trial_for(Genotype::known("nb201-optimum").unwrap());
     let mut new = old.clone();
-    new.spec.trial.epochs = 3;
+    std::sync::Arc::make_mut(&mut new.spec.trial).epochs = 3;
     let messages = cel_messages(new.validate_cel_update(&old));
     assert!(
         messages

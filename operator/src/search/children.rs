@@ -3,6 +3,7 @@
 //! spec that cannot run. Pure.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -97,12 +98,12 @@ pub fn child_trial(
             search_name: name.to_string(),
             index: proposal.id as i64,
             proposal_id: proposal.id as i64,
-            search_space: spec.search_space.clone(),
+            search_space: Arc::new(spec.search_space.clone()),
             genotype: proposal.genotype.clone(),
             genotype_hash: hash.clone(),
-            objective: spec.objective.clone(),
-            trial: spec.trial.clone(),
-            probe: spec.probe.clone(),
+            objective: Arc::new(spec.objective.clone()),
+            trial: Arc::new(spec.trial.clone()),
+            probe: spec.probe.clone().map(Arc::new),
         },
     );
     child.metadata = ObjectMeta {
@@ -269,7 +270,7 @@ spec:
             p.genotype,
             "the annotation reads back as the genotype: {text}"
         );
-        assert_eq!(c.spec.trial, s.spec.trial);
+        assert_eq!(*c.spec.trial, s.spec.trial);
         // Back as a record: running, same id and genotype.
         let r = record_of(&c);
         assert_eq!((r.id, r.genotype.clone()), (0, p.genotype.to_string()));

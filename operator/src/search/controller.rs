@@ -221,7 +221,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     steps.done("read");
 
     // Resume: results the strategy has not seen are told now, once each, in id order.
-    let records = children.iter().map(|c| record_of(c)).collect();
+    let records = children.iter().map(|c| record_of(c));
     let resumed = resume(&search.spec, &space, strategy, records)?;
     let mut core = resumed.search;
     steps.done("tell");

@@ -167,26 +167,33 @@ impl Search {
         seed: u64,
     ) -> Result<Self, StrategyError> {
         let strategy = strategy::build(space, &spec.strategy, seed)?;
-        Ok(Self::with_strategy(spec, strategy, Vec::new()))
+        Ok(Self::with_strategy(spec, strategy, []))
     }
 
     /// A search resumed from its strategy state and the trials recorded so far. Trials that
     /// were running stay running (the driver starts them again: the strategy still waits for
     /// them).
+    ///
+    /// The trials go straight into the search's map (a later one with the same id replaces
+    /// an earlier one), with no intermediate copy: the operator resumes from all of a
+    /// search's ChildTrials on every reconcile (20,000 for NASNet's search).
     pub fn with_strategy(
         spec: &ArchitectureSearchSpec,
         strategy: Box<dyn Strategy>,
-        trials: Vec<Trial>,
+        trials: impl IntoIterator<Item = Trial>,
     ) -> Self {
-        let counts = Counts::of(trials.iter());
+        let mut map = BTreeMap::new();
+        for t in trials {
+            map.insert(t.id, t);
+        }
         Self {
-            counts,
+            counts: Counts::of(map.values()),
             max_trials: spec.budget.max_trials.max(0) as usize,
             parallelism: spec.budget.parallelism.max(1) as usize,
             max_failed: spec.budget.max_failed_trials.map(|m| m.max(0) as usize),
             latency: spec.objective.latency.clone(),
             strategy,
-            trials: trials.into_iter().map(|t| (t.id, t)).collect(),
+            trials: map,
             exhausted: false,
             stopped: false,
         }
@@ -387,6 +394,9 @@ pub struct Resumed {
 /// that finished are told now, in id order (a refused result is recorded as
 /// [`FailureReason::BadResult`]); the others are taken as they are.
 ///
+/// `recorded` is consumed as it is read (the operator passes an iterator over its cached
+/// ChildTrials): no list of all the trials is built besides the search's own map.
+///
 /// # Errors
 /// [`SearchError::Strategy`] when a pending proposal's decisions do not decode in `space`
 /// (a state of another space).
@@ -394,29 +404,29 @@ pub fn resume(
     spec: &ArchitectureSearchSpec,
     space: &SearchSpace,
     strategy: Box<dyn Strategy>,
-    recorded: Vec<Trial>,
+    recorded: impl IntoIterator<Item = Trial>,
 ) -> Result<Resumed, SearchError> {
     let pending: std::collections::BTreeSet<ProposalId> = strategy.pending().into_iter().collect();
-    let mut trials = Vec::with_capacity(recorded.len());
     let mut replay = Vec::new();
     let mut unknown = Vec::new();
-    for t in recorded {
+    let kept = recorded.into_iter().filter_map(|t| {
         if pending.contains(&t.id) && t.state != TrialState::Running {
             replay.push(t.clone());
-            trials.push(Trial {
+            Some(Trial {
                 state: TrialState::Running,
                 ..t
-            });
+            })
         } else if t.state == TrialState::Running && !pending.contains(&t.id) {
             unknown.push(t.id);
+            None
         } else {
-            trials.push(t);
+            Some(t)
         }
-    }
-    let known: std::collections::BTreeSet<ProposalId> = trials.iter().map(|t| t.id).collect();
+    });
+    let mut search = Search::with_strategy(spec, strategy, kept);
     let mut missing = Vec::new();
-    for (id, p) in &strategy.core().pending {
-        if known.contains(id) {
+    for (id, p) in &search.strategy.core().pending {
+        if search.trials.contains_key(id) {
             continue;
         }
         let genotype = space
@@ -429,13 +439,20 @@ pub fn resume(
             log_prob: p.log_prob,
         });
     }
-    trials.extend(missing.iter().map(|p| Trial {
-        id: p.id,
-        genotype: p.genotype.to_string(),
-        hash: p.genotype.hash().as_str().to_string(),
-        state: TrialState::Running,
-    }));
-    let mut search = Search::with_strategy(spec, strategy, trials);
+    for p in &missing {
+        search.trials.insert(
+            p.id,
+            Trial {
+                id: p.id,
+                genotype: p.genotype.to_string(),
+                hash: p.genotype.hash().as_str().to_string(),
+                state: TrialState::Running,
+            },
+        );
+    }
+    if !missing.is_empty() {
+        search.counts = Counts::of(search.trials.values());
+    }
     replay.sort_by_key(|t| t.id);
     let mut told = Vec::with_capacity(replay.len());
     for t in replay {

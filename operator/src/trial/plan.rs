@@ -131,13 +131,13 @@ pub fn latency_probe(trial: &ChildTrial) -> Result<LatencyProbe, String> {
     let (shape, classes) = probe_input(spec).ok_or(
         "probe.inputShape must be set (square images) for a dataset whose image shape is not fixed",
     )?;
-    let mut settings = spec.probe.clone().unwrap_or_default();
+    let mut settings = spec.probe.as_deref().cloned().unwrap_or_default();
     settings.image = settings.image.or_else(|| Some(spec.trial.image.clone()));
     settings.input_shape = Some(shape.iter().map(|&d| d as i32).collect());
     let mut probe = LatencyProbe::new(
         &probe_name(&name),
         LatencyProbeSpec {
-            search_space: spec.search_space.clone(),
+            search_space: (*spec.search_space).clone(),
             genotype: spec.genotype.clone(),
             genotype_hash: spec.genotype_hash.clone(),
             device_class: objective.device_class.clone(),

@@ -265,7 +265,8 @@ fn a_latency_objective_waits_for_the_probe_then_rewards_acc_times_latency() {
 #[test]
 fn a_probe_for_an_image_folder_needs_an_input_shape() {
     let mut t = latency_trial(2.0);
-    t.spec.trial.dataset.format = nasop_crds::api::DatasetFormat::ImageFolder;
+    std::sync::Arc::make_mut(&mut t.spec.trial).dataset.format =
+        nasop_crds::api::DatasetFormat::ImageFolder;
     assert!(latency_probe(&t).unwrap_err().contains("probe.inputShape"));
     t.spec.probe =
         Some(serde_json::from_value(serde_json::json!({"inputShape": [1, 3, 64, 64]})).unwrap());
@@ -299,7 +300,7 @@ fn pending_pod(age: i64, reason: &str) -> Pod {
 
 fn with_pending_deadline(seconds: Option<i64>) -> ChildTrial {
     let mut t = with_status(gpu_trial(), attempt(1, 0));
-    t.spec.trial.pending_deadline_seconds = seconds;
+    std::sync::Arc::make_mut(&mut t.spec.trial).pending_deadline_seconds = seconds;
     t
 }
 

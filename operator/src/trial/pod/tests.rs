@@ -39,7 +39,7 @@ fn a_trial_without_name_namespace_or_uid_is_refused() {
 #[test]
 fn without_a_dataset_volume_only_scratch_is_mounted() {
     let mut t = fixture();
-    t.spec.trial.dataset.volume = None;
+    std::sync::Arc::make_mut(&mut t.spec.trial).dataset.volume = None;
     let pod = trainer_pod(&t, 1).unwrap();
     let spec = pod.spec.unwrap();
     let volumes: Vec<String> = spec.volumes.unwrap().into_iter().map(|v| v.name).collect();
