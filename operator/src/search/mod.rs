@@ -251,19 +251,24 @@ impl Search {
             self.exhausted = true;
         }
         for p in &proposals {
-            self.counts.started += 1;
-            self.counts.running += 1;
-            self.trials.insert(
-                p.id,
-                Trial {
-                    id: p.id,
-                    genotype: p.genotype.to_string(),
-                    hash: p.genotype.hash().as_str().to_string(),
-                    state: TrialState::Running,
-                },
-            );
+            self.start(p);
         }
         proposals
+    }
+
+    /// Records `p` as a running trial (its id not recorded yet).
+    fn start(&mut self, p: &Proposal) {
+        self.counts.started += 1;
+        self.counts.running += 1;
+        self.trials.insert(
+            p.id,
+            Trial {
+                id: p.id,
+                genotype: p.genotype.to_string(),
+                hash: p.genotype.hash().as_str().to_string(),
+                state: TrialState::Running,
+            },
+        );
     }
 
     /// Records a trained (and, with a latency objective, probed) child: computes its reward
@@ -440,18 +445,7 @@ pub fn resume(
         });
     }
     for p in &missing {
-        search.trials.insert(
-            p.id,
-            Trial {
-                id: p.id,
-                genotype: p.genotype.to_string(),
-                hash: p.genotype.hash().as_str().to_string(),
-                state: TrialState::Running,
-            },
-        );
-    }
-    if !missing.is_empty() {
-        search.counts = Counts::of(search.trials.values());
+        search.start(p);
     }
     replay.sort_by_key(|t| t.id);
     let mut told = Vec::with_capacity(replay.len());
