@@ -42,7 +42,7 @@ pub fn context() -> (Arc<Context>, ApiServer) {
 impl ApiServer {
     /// Waits for the next request, checks its method, that its URI starts with `path`, and
     /// that it contains each of `query`; answers `status` with the JSON `respond` makes from
-    /// the request. Returns the request.
+    /// the request (500 to one that fails the checks). Returns the request.
     pub async fn expect(
         &mut self,
         method: &str,
@@ -50,11 +50,44 @@ impl ApiServer {
         query: &[&str],
         respond: impl FnOnce(&Seen) -> (u16, Value),
     ) -> Seen {
+        let seen = self
+            .next(&format!("{method} {path}"), |seen| {
+                let fine = seen.method == method
+                    && seen.uri.starts_with(path)
+                    && query.iter().all(|q| seen.uri.contains(q));
+                if fine {
+                    respond(seen)
+                } else {
+                    (500, json!({}))
+                }
+            })
+            .await;
+        assert_eq!(seen.method, method, "{} {}", seen.method, seen.uri);
+        assert!(
+            seen.uri.starts_with(path),
+            "expected {method} {path}, got {} {}",
+            seen.method,
+            seen.uri
+        );
+        for q in query {
+            assert!(seen.uri.contains(q), "{} lacks {q}", seen.uri);
+        }
+        seen
+    }
+
+    /// Waits for the next request, whatever it is (`expected` names it in a failure), and
+    /// answers `status` with the JSON `respond` makes from it. For requests sent
+    /// concurrently, whose order is not fixed. Returns the request.
+    pub async fn next(
+        &mut self,
+        expected: &str,
+        respond: impl FnOnce(&Seen) -> (u16, Value),
+    ) -> Seen {
         let (request, send) =
             tokio::time::timeout(Duration::from_secs(5), self.handle.next_request())
                 .await
-                .unwrap_or_else(|_| panic!("timed out waiting for {method} {path}"))
-                .unwrap_or_else(|| panic!("the client went away before {method} {path}"));
+                .unwrap_or_else(|_| panic!("timed out waiting for {expected}"))
+                .unwrap_or_else(|| panic!("the client went away before {expected}"));
         let seen = Seen {
             method: request.method().to_string(),
             uri: request.uri().to_string(),
@@ -67,16 +100,6 @@ impl ApiServer {
                 }
             },
         };
-        assert_eq!(seen.method, method, "{} {}", seen.method, seen.uri);
-        assert!(
-            seen.uri.starts_with(path),
-            "expected {method} {path}, got {} {}",
-            seen.method,
-            seen.uri
-        );
-        for q in query {
-            assert!(seen.uri.contains(q), "{} lacks {q}", seen.uri);
-        }
         let (status, body) = respond(&seen);
         send.send_response(
             Response::builder()

@@ -192,6 +192,11 @@ pub struct CachedPolicy {
     pub strategy: Box<dyn Strategy>,
     /// The checkpoint its stored journal is on (`None`: stored whole).
     pub checkpoint: Option<crate::search::policy_store::Checkpoint>,
+    /// ChildTrials of proposals this state names that the reconcile which saved it left to
+    /// the next ones (at most [`crate::search::controller::CREATES_PER_RECONCILE`] are
+    /// created per reconcile). Derived, never trusted alone: a full reconcile recomputes the
+    /// children to create from the saved state and the trials seen.
+    pub to_create: std::collections::VecDeque<nasop_crds::api::ChildTrial>,
 }
 
 /// First retry delay after a failed reconcile; doubles per consecutive failure of the same
@@ -1113,6 +1118,7 @@ mod tests {
                     version: "1".into(),
                     strategy: crate::strategy::build(&space, &spec, 1).unwrap(),
                     checkpoint: None,
+                    to_create: Default::default(),
                 },
             );
             ctx.saved_policy(uid);

@@ -1,13 +1,10 @@
 //! The `nasop` binary as users run it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    manifest_dir().parent().unwrap().to_path_buf()
 }
 
 fn nasop(args: &[&str]) -> Output {
@@ -243,7 +240,7 @@ fn nasop_tests_data() -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .into_iter()
         .chain([
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+            manifest_dir().join("../../shared/data"),
             std::path::PathBuf::from("/work/shared/data"),
         ])
         .find(|p| p.join("nb201").is_dir())
@@ -437,4 +434,13 @@ fn the_nasop_binary_does_not_load_libtorch_cuda() {
     // And it still runs the policy: `--version` starts with the libraries resolved.
     let version = nasop(&["--version"]);
     assert!(version.status.success(), "{}", text(&version.stderr));
+}
+
+/// This package's directory: cargo's `CARGO_MANIFEST_DIR` when it runs the test (right even
+/// when the test binary was built from another checkout sharing the target directory), else
+/// the one it was built with.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -5,10 +5,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    manifest_dir().parent().unwrap().to_path_buf()
 }
 
 /// `nasop-trainer` from the same build (cargo builds every binary of the workspace's members
@@ -398,4 +395,13 @@ fn a_state_directory_in_use_or_damaged_is_refused_and_a_torn_log_line_is_dropped
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// This package's directory: cargo's `CARGO_MANIFEST_DIR` when it runs the test (right even
+/// when the test binary was built from another checkout sharing the target directory), else
+/// the one it was built with.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

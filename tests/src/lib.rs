@@ -2,14 +2,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub mod apiserver;
 pub mod kubelet;
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    manifest_dir()
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()
@@ -52,4 +52,13 @@ pub fn example_manifests() -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// This package's directory: cargo's `CARGO_MANIFEST_DIR` when it runs the test (right even
+/// when the test binary was built from another checkout sharing the target directory), else
+/// the one it was built with.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -33,7 +33,7 @@ fn trainer(args: &[&str]) -> std::process::Output {
 }
 
 fn fashion() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/fashion-mnist")
+    manifest_dir().join("../data/fashion-mnist")
 }
 
 fn json(out: &std::process::Output) -> serde_json::Value {
@@ -701,4 +701,13 @@ fn corrupt_data_and_real_out_of_memory_give_their_own_exit_codes() {
     assert_eq!(out.status.code(), Some(3), "{}", f.message);
     assert_eq!(f.reason, FailureReason::OutOfMemory);
     assert!(f.message.contains("can't allocate memory"), "{}", f.message);
+}
+
+/// This package's directory: cargo's `CARGO_MANIFEST_DIR` when it runs the test (right even
+/// when the test binary was built from another checkout sharing the target directory), else
+/// the one it was built with.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -576,6 +576,7 @@ async fn while_a_policy_write_waits_a_cached_search_is_not_reconciled_until_the_
                 version: "41".into(),
                 strategy: st,
                 checkpoint: None,
+                to_create: Default::default(),
             },
         );
         ctx.saved_policy(&uid);
@@ -612,4 +613,188 @@ async fn while_a_policy_write_waits_a_cached_search_is_not_reconciled_until_the_
         },
     )
     .await;
+}
+
+/// Answers the next `creates` ChildTrial creates (each echoed, or answered `code` with a
+/// Status when not 201) and, when `object` is given, the status write sent alongside them,
+/// in whatever order they come; returns the names created in request order.
+async fn creates_and_status(
+    api: &mut ApiServer,
+    creates: usize,
+    code: u16,
+    object: Option<&Value>,
+) -> (Vec<String>, Option<ArchitectureSearchStatus>) {
+    let (mut names, mut status) = (Vec::new(), None);
+    let requests = creates + usize::from(object.is_some());
+    for _ in 0..requests {
+        let seen = api
+            .next("a ChildTrial create or the status write", |s| {
+                if s.method == "PATCH" {
+                    let mut answer = object.cloned().unwrap_or(Value::Null);
+                    answer["status"] = s.body["status"].clone();
+                    (200, answer)
+                } else if code == 201 {
+                    (201, s.body.clone())
+                } else {
+                    (
+                        code,
+                        json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                               "status": "Failure", "message": "etcd is down", "code": code}),
+                    )
+                }
+            })
+            .await;
+        match seen.method.as_str() {
+            "POST" => {
+                assert!(seen.uri.starts_with(&format!("{TRIALS}?")), "{}", seen.uri);
+                names.push(seen.body["metadata"]["name"].as_str().unwrap().to_string());
+            }
+            "PATCH" => {
+                assert!(object.is_some(), "an unexpected status write");
+                assert!(seen.uri.starts_with(&format!("{SEARCH}/status?")));
+                status = Some(status_of(&seen));
+            }
+            other => panic!("unexpected {other} {}", seen.uri),
+        }
+    }
+    (names, status)
+}
+
+fn trial_names(ids: std::ops::Range<usize>) -> Vec<String> {
+    ids.map(|i| format!("cifar-{i:05}")).collect()
+}
+
+#[tokio::test]
+async fn a_reconcile_creates_at_most_creates_per_reconcile_children_and_the_next_ones_the_rest() {
+    use super::CREATES_PER_RECONCILE as K;
+    assert_eq!(K, 4);
+    let mut s = search("{maxTrials: 30, parallelism: 20}");
+    let uid = s.metadata.uid.clone().unwrap();
+    let object = serde_json::to_value(&s).unwrap();
+    let (ctx, server) = mock::context();
+    // First reconcile: the state naming all 20 proposals is saved, 4 children are created,
+    // the status counts all 20 as pending, and the search comes back at once.
+    let (action, server) =
+        mock::run_keeping(reconcile(Arc::new(s.clone()), ctx.clone()), async move {
+            let mut api = server;
+            api.expect_list(MAPS, SELECTOR, vec![]).await;
+            api.expect_list(TRIALS, SELECTOR, vec![]).await;
+            api.expect("POST", &format!("{MAPS}?"), &[], |s| {
+                let mut body = s.body.clone();
+                body["metadata"]["resourceVersion"] = json!("7");
+                (201, body)
+            })
+            .await;
+            let (names, status) = creates_and_status(&mut api, K, 201, Some(&object)).await;
+            assert_eq!(names, trial_names(0..K));
+            let status = status.unwrap();
+            assert_eq!(
+                (
+                    status.trials.total,
+                    status.trials.pending,
+                    status.trials.running
+                ),
+                (20, 20, 0)
+            );
+            let ev = api.expect_event("nas", "TrialsCreated").await;
+            assert_eq!(
+                ev.body["note"],
+                format!(
+                    "created {}; 16 follow: {}",
+                    trial_names(0..K).join(", "),
+                    trial_names(K..20).join(", ")
+                )
+            );
+            api
+        })
+        .await;
+    assert_eq!(action.unwrap(), Action::requeue(std::time::Duration::ZERO));
+    let cached = ctx.take_policy(&uid).unwrap();
+    let queued: Vec<String> = cached
+        .to_create
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(queued, trial_names(K..20));
+    assert_eq!(cached.strategy.pending().len(), 20);
+    ctx.keep_policy(&uid, cached);
+
+    // The reconciles that follow (the write waits: `MIN_SAVE_INTERVAL`) create the next 4
+    // each, and send nothing else: no read, no write, no status, no Event (the
+    // first one named them).
+    s.status = Some(ArchitectureSearchStatus {
+        phase: Some(SearchPhase::Running),
+        observed_generation: Some(1),
+        ..ArchitectureSearchStatus::default()
+    });
+    let mut server = server;
+    for first in (K..20).step_by(K) {
+        let (expected, more) = (trial_names(first..first + K), first + K < 20);
+        let (action, back) =
+            mock::run_keeping(reconcile(Arc::new(s.clone()), ctx.clone()), async move {
+                let mut api = server;
+                let (names, _) = creates_and_status(&mut api, expected.len(), 201, None).await;
+                assert_eq!(names, expected);
+                api
+            })
+            .await;
+        server = back;
+        let action = action.unwrap();
+        if more {
+            assert_eq!(action, Action::requeue(std::time::Duration::ZERO));
+        } else {
+            // Then back when the write may be made (under 500 ms from now).
+            assert_ne!(action, Action::requeue(std::time::Duration::ZERO));
+            assert!(format!("{action:?}").contains("ms)"), "{action:?}");
+        }
+    }
+    server.done();
+    let cached = ctx.take_policy(&uid).unwrap();
+    assert!(cached.to_create.is_empty());
+    assert_eq!(cached.version, "7");
+    assert_eq!(cached.strategy.pending().len(), 20);
+}
+
+#[tokio::test]
+async fn a_failed_create_of_a_queued_child_leaves_the_rest_to_the_next_full_reconcile() {
+    let mut s = search("{maxTrials: 30, parallelism: 20}");
+    s.status = Some(ArchitectureSearchStatus {
+        phase: Some(SearchPhase::Running),
+        observed_generation: Some(1),
+        ..ArchitectureSearchStatus::default()
+    });
+    let uid = s.metadata.uid.clone().unwrap();
+    let space = s.spec.search_space.build().unwrap();
+    let mut st = strategy::build(&space, &s.spec.strategy, 0).unwrap();
+    let proposals = st.ask(20);
+    let (ctx, server) = mock::context();
+    ctx.keep_policy(
+        &uid,
+        crate::runtime::CachedPolicy {
+            version: "41".into(),
+            strategy: st,
+            checkpoint: None,
+            to_create: proposals[4..]
+                .iter()
+                .map(|p| child_trial(&s, p).unwrap())
+                .collect(),
+        },
+    );
+    ctx.saved_policy(&uid);
+    // The API server fails the 4 creates (503): the reconcile fails (retried with backoff),
+    // no Event claims them created, and the queue is dropped: the policy stays cached, and
+    // the next reconcile that reads the trials finds all 16 missing and creates them.
+    let (result, server) = mock::run_keeping(reconcile(Arc::new(s), ctx.clone()), async move {
+        let mut api = server;
+        let (names, _) =
+            creates_and_status(&mut api, super::CREATES_PER_RECONCILE, 503, None).await;
+        assert_eq!(names, trial_names(4..4 + super::CREATES_PER_RECONCILE));
+        api
+    })
+    .await;
+    server.done();
+    assert!(result.is_err());
+    let cached = ctx.take_policy(&uid).unwrap();
+    assert!(cached.to_create.is_empty());
+    assert_eq!(cached.strategy.pending().len(), 20);
 }
