@@ -197,6 +197,9 @@ pub struct CachedPolicy {
     /// created per reconcile). Derived, never trusted alone: a full reconcile recomputes the
     /// children to create from the saved state and the trials seen.
     pub to_create: std::collections::VecDeque<nasop_crds::api::ChildTrial>,
+    /// The search's trials as the reconcile that saved this state left them (`None`: the next
+    /// full reconcile reads all its ChildTrials).
+    pub trials: Option<crate::search::children::SeenTrials>,
 }
 
 /// First retry delay after a failed reconcile; doubles per consecutive failure of the same
@@ -1119,6 +1122,7 @@ mod tests {
                     strategy: crate::strategy::build(&space, &spec, 1).unwrap(),
                     checkpoint: None,
                     to_create: Default::default(),
+                    trials: None,
                 },
             );
             ctx.saved_policy(uid);

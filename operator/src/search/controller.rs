@@ -21,14 +21,15 @@ use kube::{Resource, ResourceExt};
 use nasop_crds::api::{labels, ArchitectureSearch, ChildTrial, SearchPhase, TrialPhase};
 
 use super::children::{
-    blocked_status, budget_spent, child_trial, derived_seed, gpu_seconds, gpus_per_trial, record_of,
+    blocked_status, budget_spent, child_trial, derived_seed, gpu_seconds, gpus_per_trial,
+    resume_children, ResumedChildren, SeenTrials,
 };
 use super::policy_store::{
     checkpoint_maps, head_name, journal_head, plan_write, read_stored, referenced_parts,
     stale_parts, to_config_maps, Stored, Write,
 };
 use super::status::{search_status, StatusInputs};
-use super::{resume, Phase};
+use super::Phase;
 use crate::manifest;
 use crate::runtime::{apply_status, create, key, now, CachedPolicy, Context, Error, Result};
 use crate::strategy;
@@ -153,8 +154,12 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         refs.iter()
             .any(|o| o.controller == Some(true) && o.uid != uid)
     };
+    let mut kept_trials = None;
     let (maps, head_version, strategy) = match cached_policy {
-        Some(c) => (None, Some(c.version), Some((c.strategy, c.checkpoint))),
+        Some(c) => {
+            kept_trials = c.trials;
+            (None, Some(c.version), Some((c.strategy, c.checkpoint)))
+        }
         None => {
             let maps = policy_maps(&config_maps, &selector).await?;
             let head_version = maps
@@ -251,8 +256,12 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     steps.done("read");
 
     // Resume: results the strategy has not seen are told now, once each, in id order.
-    let records = children.iter().map(|c| record_of(c));
-    let resumed = resume(&search.spec, &space, strategy, records)?;
+    // Each ChildTrial changed since the last reconcile is read (all of them without one).
+    let ResumedChildren {
+        resumed,
+        versions,
+        read,
+    } = resume_children(&search.spec, &space, strategy, &children, kept_trials)?;
     let mut core = resumed.search;
     steps.done("tell");
     let gpus = gpus_per_trial(&search);
@@ -580,18 +589,22 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         Some(SearchPhase::Succeeded) | Some(SearchPhase::Failed)
     );
     if let (Some(version), false) = (saved_version, finished) {
+        let (strategy, book) = core.into_parts();
         ctx.keep_policy(
             &uid,
             CachedPolicy {
                 version,
-                strategy: core.into_strategy(),
+                strategy,
                 checkpoint,
                 to_create,
+                trials: versions.map(|v| SeenTrials::new(book, v)),
             },
         );
     }
     tracing::debug!(
         search = %name,
+        read,
+        trials = children.len(),
         told = resumed.told.len(),
         created = new_children.len(),
         queued = starting - new_children.len(),

@@ -577,6 +577,7 @@ async fn while_a_policy_write_waits_a_cached_search_is_not_reconciled_until_the_
                 strategy: st,
                 checkpoint: None,
                 to_create: Default::default(),
+                trials: None,
             },
         );
         ctx.saved_policy(&uid);
@@ -778,6 +779,7 @@ async fn a_failed_create_of_a_queued_child_leaves_the_rest_to_the_next_full_reco
                 .iter()
                 .map(|p| child_trial(&s, p).unwrap())
                 .collect(),
+            trials: None,
         },
     );
     ctx.saved_policy(&uid);

@@ -199,6 +199,51 @@ impl Search {
         }
     }
 
+    /// The search as its strategy and its trials, to keep between reconciles (see
+    /// [`Search::from_parts`]).
+    pub fn into_parts(self) -> (Box<dyn Strategy>, TrialBook) {
+        (
+            self.strategy,
+            TrialBook {
+                trials: self.trials,
+                counts: self.counts,
+            },
+        )
+    }
+
+    /// The search of `spec` with `strategy` and the trials `book` kept from an earlier
+    /// [`Search::into_parts`] of the same search: as [`Search::with_strategy`] with those
+    /// trials, without going through them (O(1)). The budget is read from `spec` again; the
+    /// search is neither stopped nor exhausted until `stop` or `launch` says so, as when
+    /// rebuilt.
+    pub fn from_parts(
+        spec: &ArchitectureSearchSpec,
+        strategy: Box<dyn Strategy>,
+        book: TrialBook,
+    ) -> Self {
+        let mut search = Self::with_strategy(spec, strategy, []);
+        search.trials = book.trials;
+        search.counts = book.counts;
+        search
+    }
+
+    /// Records `t` as the record of its id, inserted or replacing the one there; counts kept.
+    fn put(&mut self, t: Trial) {
+        let add = |counts: &mut Counts, state: &TrialState, by: isize| {
+            let n = match state {
+                TrialState::Running => &mut counts.running,
+                TrialState::Succeeded { .. } => &mut counts.succeeded,
+                TrialState::Failed { .. } => &mut counts.failed,
+            };
+            *n = n.saturating_add_signed(by);
+        };
+        add(&mut self.counts, &t.state, 1);
+        match self.trials.insert(t.id, t) {
+            Some(old) => add(&mut self.counts, &old.state, -1),
+            None => self.counts.started += 1,
+        }
+    }
+
     /// Counts of the trials (kept as trials change: O(1)).
     pub fn counts(&self) -> Counts {
         self.counts
@@ -380,6 +425,25 @@ impl Search {
     }
 }
 
+/// The trials of a [`Search`] and their counts, kept apart from its strategy between
+/// reconciles (see [`Search::into_parts`]).
+pub struct TrialBook {
+    trials: BTreeMap<ProposalId, Trial>,
+    counts: Counts,
+}
+
+impl TrialBook {
+    /// How many trials it holds.
+    pub fn len(&self) -> usize {
+        self.trials.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.trials.is_empty()
+    }
+}
+
 /// A search rebuilt from its saved strategy and the trials recorded outside it (the
 /// `trials.jsonl` of `nasop run`, the ChildTrials of the operator).
 pub struct Resumed {
@@ -411,41 +475,82 @@ pub fn resume(
     strategy: Box<dyn Strategy>,
     recorded: impl IntoIterator<Item = Trial>,
 ) -> Result<Resumed, SearchError> {
-    let pending: std::collections::BTreeSet<ProposalId> = strategy.pending().into_iter().collect();
+    update(
+        Search::with_strategy(spec, strategy, []),
+        space,
+        recorded,
+        None,
+    )
+}
+
+/// Brings `search`, resumed earlier ([`resume`]) and since then only driven by this process,
+/// up to date with the records that changed since: a record is taken as [`resume`] takes it
+/// (a result the strategy waits for is told, in id order; a running trial it does not wait
+/// for is left out; any other replaces the record of its id). The cost is that of `changed`,
+/// not of all the trials.
+///
+/// `seen` says whether a proposal has a record outside the search (a ChildTrial): a pending
+/// proposal without one is `missing` (to start), whether or not `search` holds it as running
+/// already. Records removed outside the search are not noticed: [`resume`] again then.
+///
+/// # Errors
+/// As [`resume`].
+pub fn absorb(
+    search: Search,
+    space: &SearchSpace,
+    changed: impl IntoIterator<Item = Trial>,
+    seen: &dyn Fn(ProposalId) -> bool,
+) -> Result<Resumed, SearchError> {
+    update(search, space, changed, Some(seen))
+}
+
+/// [`resume`] (`seen`: `None`, the search holds no trial) and [`absorb`].
+fn update(
+    mut search: Search,
+    space: &SearchSpace,
+    recorded: impl IntoIterator<Item = Trial>,
+    seen: Option<&dyn Fn(ProposalId) -> bool>,
+) -> Result<Resumed, SearchError> {
+    let pending: std::collections::BTreeSet<ProposalId> =
+        search.strategy.pending().into_iter().collect();
     let mut replay = Vec::new();
     let mut unknown = Vec::new();
-    let kept = recorded.into_iter().filter_map(|t| {
+    for t in recorded {
         if pending.contains(&t.id) && t.state != TrialState::Running {
             replay.push(t.clone());
-            Some(Trial {
+            search.put(Trial {
                 state: TrialState::Running,
                 ..t
-            })
+            });
         } else if t.state == TrialState::Running && !pending.contains(&t.id) {
             unknown.push(t.id);
-            None
         } else {
-            Some(t)
+            search.put(t);
         }
-    });
-    let mut search = Search::with_strategy(spec, strategy, kept);
+    }
     let mut missing = Vec::new();
+    let mut start = Vec::new();
     for (id, p) in &search.strategy.core().pending {
-        if search.trials.contains_key(id) {
+        let held = search.trials.contains_key(id);
+        if seen.map_or(held, |seen| seen(*id)) {
             continue;
         }
         let genotype = space
             .decode(&p.decisions)
             .map_err(|e| StrategyError::State(format!("pending proposal {id}: {e}")))?;
-        missing.push(Proposal {
+        let proposal = Proposal {
             id: *id,
             genotype,
             decisions: p.decisions.clone(),
             log_prob: p.log_prob,
-        });
+        };
+        if !held {
+            start.push(missing.len());
+        }
+        missing.push(proposal);
     }
-    for p in &missing {
-        search.start(p);
+    for i in start {
+        search.start(&missing[i]);
     }
     replay.sort_by_key(|t| t.id);
     let mut told = Vec::with_capacity(replay.len());
