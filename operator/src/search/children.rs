@@ -333,21 +333,28 @@ mod tests {
     use crate::testing::{from_yaml, now};
 
     fn search() -> ArchitectureSearch {
-        from_yaml(
+        search_with(
+            "{algorithm: Random, seed: 3}",
+            "{maxTrials: 10, parallelism: 2, maxGpuHours: 1.0, deadlineSeconds: 3600}",
+        )
+    }
+
+    fn search_with(strategy: &str, budget: &str) -> ArchitectureSearch {
+        from_yaml(&format!(
             r#"
 apiVersion: nasop.dev/v1alpha1
 kind: ArchitectureSearch
-metadata: {name: cifar, namespace: nas, uid: 5f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f}
+metadata: {{name: cifar, namespace: nas, uid: 5f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f}}
 spec:
-  searchSpace: {nb201: {}}
-  strategy: {algorithm: Random, seed: 3}
-  budget: {maxTrials: 10, parallelism: 2, maxGpuHours: 1.0, deadlineSeconds: 3600}
+  searchSpace: {{nb201: {{}}}}
+  strategy: {strategy}
+  budget: {budget}
   trial:
     image: trainer:1
-    resources: {limits: {nvidia.com/gpu: "2"}}
-    dataset: {format: CIFAR10, path: /data}
-"#,
-        )
+    resources: {{limits: {{nvidia.com/gpu: "2"}}}}
+    dataset: {{format: CIFAR10, path: /data}}
+"#
+        ))
     }
 
     #[test]
@@ -385,19 +392,9 @@ spec:
 
     #[test]
     fn resuming_from_the_changed_child_trials_equals_resuming_from_all() {
-        let s: ArchitectureSearch = from_yaml(
-            r#"
-apiVersion: nasop.dev/v1alpha1
-kind: ArchitectureSearch
-metadata: {name: cifar, namespace: nas, uid: 5f0c1d2e-3a4b-4c5d-8e9f-0a1b2c3d4e5f}
-spec:
-  searchSpace: {nb201: {}}
-  strategy: {algorithm: Evolution, seed: 3, evolution: {populationSize: 5, sampleSize: 2}}
-  budget: {maxTrials: 60, parallelism: 7, maxFailedTrials: 60}
-  trial:
-    image: trainer:1
-    dataset: {format: CIFAR10, path: /data}
-"#,
+        let s = search_with(
+            "{algorithm: Evolution, seed: 3, evolution: {populationSize: 5, sampleSize: 2}}",
+            "{maxTrials: 60, parallelism: 7, maxFailedTrials: 60}",
         );
         let space = s.spec.search_space.build().unwrap();
         let build = || crate::strategy::build(&space, &s.spec.strategy, 0).unwrap();

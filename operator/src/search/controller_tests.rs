@@ -36,6 +36,47 @@ spec:
     ))
 }
 
+/// A search of `budget` whose status says it runs at its generation (as after its first
+/// reconcile).
+fn running(budget: &str) -> ArchitectureSearch {
+    let mut s = search(budget);
+    s.status = Some(ArchitectureSearchStatus {
+        phase: Some(SearchPhase::Running),
+        observed_generation: Some(1),
+        ..ArchitectureSearchStatus::default()
+    });
+    s
+}
+
+/// Caches for `s` (as a reconcile that saved it would, at resourceVersion 41, a moment ago)
+/// a policy that made `proposals` proposals, the ChildTrials of those from `queued` on left
+/// to create.
+fn cached_policy(
+    ctx: &crate::runtime::Context,
+    s: &ArchitectureSearch,
+    proposals: usize,
+    queued: usize,
+) {
+    let uid = s.metadata.uid.clone().unwrap();
+    let space = s.spec.search_space.build().unwrap();
+    let mut st = strategy::build(&space, &s.spec.strategy, 0).unwrap();
+    let asked = st.ask(proposals);
+    ctx.keep_policy(
+        &uid,
+        crate::runtime::CachedPolicy {
+            version: "41".into(),
+            strategy: st,
+            checkpoint: None,
+            to_create: asked[queued..]
+                .iter()
+                .map(|p| child_trial(s, p).unwrap())
+                .collect(),
+            trials: None,
+        },
+    );
+    ctx.saved_policy(&uid);
+}
+
 async fn reconciled(
     s: ArchitectureSearch,
     script: impl FnOnce(ApiServer, Value) -> futures::future::BoxFuture<'static, ApiServer>,
@@ -559,28 +600,10 @@ async fn while_a_policy_write_waits_results_are_told_in_memory_and_nothing_is_wr
 
 #[tokio::test]
 async fn while_a_policy_write_waits_a_cached_search_is_not_reconciled_until_the_wait_ends() {
-    let mut s = search("{maxTrials: 4, parallelism: 2}");
-    s.status = Some(ArchitectureSearchStatus {
-        phase: Some(SearchPhase::Running),
-        observed_generation: Some(1),
-        ..ArchitectureSearchStatus::default()
-    });
+    let s = running("{maxTrials: 4, parallelism: 2}");
     let uid = s.metadata.uid.clone().unwrap();
-    let space = s.spec.search_space.build().unwrap();
     let cache = |ctx: &crate::runtime::Context, proposals: usize| {
-        let mut st = strategy::build(&space, &s.spec.strategy, 0).unwrap();
-        st.ask(proposals);
-        ctx.keep_policy(
-            &uid,
-            crate::runtime::CachedPolicy {
-                version: "41".into(),
-                strategy: st,
-                checkpoint: None,
-                to_create: Default::default(),
-                trials: None,
-            },
-        );
-        ctx.saved_policy(&uid);
+        cached_policy(ctx, &s, proposals, proposals);
     };
     let (ctx, server) = mock::context();
     cache(&ctx, 2);
@@ -723,11 +746,7 @@ async fn a_reconcile_creates_at_most_creates_per_reconcile_children_and_the_next
     // The reconciles that follow (the write waits: `MIN_SAVE_INTERVAL`) create the next 4
     // each, and send nothing else: no read, no write, no status, no Event (the
     // first one named them).
-    s.status = Some(ArchitectureSearchStatus {
-        phase: Some(SearchPhase::Running),
-        observed_generation: Some(1),
-        ..ArchitectureSearchStatus::default()
-    });
+    s = running("{maxTrials: 30, parallelism: 20}");
     let mut server = server;
     for first in (K..20).step_by(K) {
         let (expected, more) = (trial_names(first..first + K), first + K < 20);
@@ -758,31 +777,10 @@ async fn a_reconcile_creates_at_most_creates_per_reconcile_children_and_the_next
 
 #[tokio::test]
 async fn a_failed_create_of_a_queued_child_leaves_the_rest_to_the_next_full_reconcile() {
-    let mut s = search("{maxTrials: 30, parallelism: 20}");
-    s.status = Some(ArchitectureSearchStatus {
-        phase: Some(SearchPhase::Running),
-        observed_generation: Some(1),
-        ..ArchitectureSearchStatus::default()
-    });
+    let s = running("{maxTrials: 30, parallelism: 20}");
     let uid = s.metadata.uid.clone().unwrap();
-    let space = s.spec.search_space.build().unwrap();
-    let mut st = strategy::build(&space, &s.spec.strategy, 0).unwrap();
-    let proposals = st.ask(20);
     let (ctx, server) = mock::context();
-    ctx.keep_policy(
-        &uid,
-        crate::runtime::CachedPolicy {
-            version: "41".into(),
-            strategy: st,
-            checkpoint: None,
-            to_create: proposals[4..]
-                .iter()
-                .map(|p| child_trial(&s, p).unwrap())
-                .collect(),
-            trials: None,
-        },
-    );
-    ctx.saved_policy(&uid);
+    cached_policy(&ctx, &s, 20, 4);
     // The API server fails the 4 creates (503): the reconcile fails (retried with backoff),
     // no Event claims them created, and the queue is dropped: the policy stays cached, and
     // the next reconcile that reads the trials finds all 16 missing and creates them.
