@@ -424,9 +424,8 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         }
     }
     steps.done("save");
-    // Up to CREATE_CONCURRENCY at once (a search of parallelism 450 starts 450 children in
-    // its first reconcile).
-    // The first `CREATES_PER_RECONCILE` now, the rest by the reconciles that follow.
+    // The first `CREATES_PER_RECONCILE` now, the rest by the reconciles that follow (a
+    // search of parallelism 450 starts 450 children with its first saved state).
     let mut new_children = resumed
         .missing
         .iter()

@@ -176,7 +176,8 @@ impl Search {
     ///
     /// The trials go straight into the search's map (a later one with the same id replaces
     /// an earlier one), with no intermediate copy: the operator resumes from all of a
-    /// search's ChildTrials on every reconcile (20,000 for NASNet's search).
+    /// search's ChildTrials (20,000 for NASNet's search) whenever it has not kept them from
+    /// its last reconcile of the search.
     pub fn with_strategy(
         spec: &ArchitectureSearchSpec,
         strategy: Box<dyn Strategy>,
@@ -430,18 +431,6 @@ impl Search {
 pub struct TrialBook {
     trials: BTreeMap<ProposalId, Trial>,
     counts: Counts,
-}
-
-impl TrialBook {
-    /// How many trials it holds.
-    pub fn len(&self) -> usize {
-        self.trials.len()
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.trials.is_empty()
-    }
 }
 
 /// A search rebuilt from its saved strategy and the trials recorded outside it (the
