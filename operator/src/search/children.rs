@@ -508,7 +508,7 @@ spec:
             }
             let (strategy, book) = a.search.into_parts();
             incremental = Some((strategy, versions.map(|v| SeenTrials::new(book, v))));
-            full = Some(b.search.into_strategy());
+            full = Some(b.search.into_parts().0);
         }
         // Both paths were taken: the changed ChildTrials only, and all of them after a deletion.
         assert!(rounds.0 > 40, "{rounds:?}");

@@ -113,13 +113,18 @@ impl Counts {
         let mut counts = Counts::default();
         for t in trials {
             counts.started += 1;
-            match t.state {
-                TrialState::Running => counts.running += 1,
-                TrialState::Succeeded { .. } => counts.succeeded += 1,
-                TrialState::Failed { .. } => counts.failed += 1,
-            }
+            *counts.of_state(&t.state) += 1;
         }
         counts
+    }
+
+    /// The count of trials in `state` (running, succeeded or failed).
+    fn of_state(&mut self, state: &TrialState) -> &mut usize {
+        match state {
+            TrialState::Running => &mut self.running,
+            TrialState::Succeeded { .. } => &mut self.succeeded,
+            TrialState::Failed { .. } => &mut self.failed,
+        }
     }
 }
 
@@ -167,34 +172,20 @@ impl Search {
         seed: u64,
     ) -> Result<Self, StrategyError> {
         let strategy = strategy::build(space, &spec.strategy, seed)?;
-        Ok(Self::with_strategy(spec, strategy, []))
+        Ok(Self::with_strategy(spec, strategy))
     }
 
-    /// A search resumed from its strategy state and the trials recorded so far. Trials that
-    /// were running stay running (the driver starts them again: the strategy still waits for
-    /// them).
-    ///
-    /// The trials go straight into the search's map (a later one with the same id replaces
-    /// an earlier one), with no intermediate copy: the operator resumes from all of a
-    /// search's ChildTrials (20,000 for NASNet's search) whenever it has not kept them from
-    /// its last reconcile of the search.
-    pub fn with_strategy(
-        spec: &ArchitectureSearchSpec,
-        strategy: Box<dyn Strategy>,
-        trials: impl IntoIterator<Item = Trial>,
-    ) -> Self {
-        let mut map = BTreeMap::new();
-        for t in trials {
-            map.insert(t.id, t);
-        }
+    /// A search of `spec` driven by `strategy` (new or restored), with no trial recorded yet:
+    /// [`resume`] records those of a search resumed from a saved state.
+    pub fn with_strategy(spec: &ArchitectureSearchSpec, strategy: Box<dyn Strategy>) -> Self {
         Self {
-            counts: Counts::of(map.values()),
+            counts: Counts::default(),
             max_trials: spec.budget.max_trials.max(0) as usize,
             parallelism: spec.budget.parallelism.max(1) as usize,
             max_failed: spec.budget.max_failed_trials.map(|m| m.max(0) as usize),
             latency: spec.objective.latency.clone(),
             strategy,
-            trials: map,
+            trials: BTreeMap::new(),
             exhausted: false,
             stopped: false,
         }
@@ -214,15 +205,15 @@ impl Search {
 
     /// The search of `spec` with `strategy` and the trials `book` kept from an earlier
     /// [`Search::into_parts`] of the same search: as [`Search::with_strategy`] with those
-    /// trials, without going through them (O(1)). The budget is read from `spec` again; the
-    /// search is neither stopped nor exhausted until `stop` or `launch` says so, as when
-    /// rebuilt.
+    /// trials recorded, without going through them (O(1)). The budget is read from `spec`
+    /// again; the search is neither stopped nor exhausted until `stop` or `launch` says so,
+    /// as when rebuilt.
     pub fn from_parts(
         spec: &ArchitectureSearchSpec,
         strategy: Box<dyn Strategy>,
         book: TrialBook,
     ) -> Self {
-        let mut search = Self::with_strategy(spec, strategy, []);
+        let mut search = Self::with_strategy(spec, strategy);
         search.trials = book.trials;
         search.counts = book.counts;
         search
@@ -230,17 +221,9 @@ impl Search {
 
     /// Records `t` as the record of its id, inserted or replacing the one there; counts kept.
     fn put(&mut self, t: Trial) {
-        let add = |counts: &mut Counts, state: &TrialState, by: isize| {
-            let n = match state {
-                TrialState::Running => &mut counts.running,
-                TrialState::Succeeded { .. } => &mut counts.succeeded,
-                TrialState::Failed { .. } => &mut counts.failed,
-            };
-            *n = n.saturating_add_signed(by);
-        };
-        add(&mut self.counts, &t.state, 1);
+        *self.counts.of_state(&t.state) += 1;
         match self.trials.insert(t.id, t) {
-            Some(old) => add(&mut self.counts, &old.state, -1),
+            Some(old) => *self.counts.of_state(&old.state) -= 1,
             None => self.counts.started += 1,
         }
     }
@@ -408,12 +391,6 @@ impl Search {
         self.strategy.as_mut()
     }
 
-    /// The strategy, to keep beyond this search value (the operator caches it between
-    /// reconciles).
-    pub fn into_strategy(self) -> Box<dyn Strategy> {
-        self.strategy
-    }
-
     /// Whether a latency objective is set.
     pub fn latency_objective(&self) -> Option<&LatencyObjective> {
         self.latency.as_ref()
@@ -464,12 +441,7 @@ pub fn resume(
     strategy: Box<dyn Strategy>,
     recorded: impl IntoIterator<Item = Trial>,
 ) -> Result<Resumed, SearchError> {
-    update(
-        Search::with_strategy(spec, strategy, []),
-        space,
-        recorded,
-        None,
-    )
+    update(Search::with_strategy(spec, strategy), space, recorded, None)
 }
 
 /// Brings `search`, resumed earlier ([`resume`]) and since then only driven by this process,
