@@ -1,7 +1,8 @@
 //! The `ArchitectureSearch` reconciler, as a pipeline: validate the spec -> read the policy
 //! state and the ChildTrials -> resume the search core (each finished trial told to the
 //! strategy exactly once, in id order) -> start new children -> save the policy state ->
-//! create their ChildTrials -> write the status.
+//! (by the reconciles that follow at once, one round of requests each: `Due`) write the
+//! status and create the children's ChildTrials.
 //!
 //! Exactly once: the strategy state records which proposals still wait for a result, and is
 //! saved before the ChildTrials of new proposals are created. A reconcile stopped anywhere
@@ -18,7 +19,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use nasop_crds::api::{labels, ArchitectureSearch, ChildTrial, SearchPhase, TrialPhase};
+use nasop_crds::api::{
+    labels, ArchitectureSearch, ArchitectureSearchStatus, ChildTrial, SearchPhase, TrialPhase,
+};
 
 use super::children::{
     blocked_status, budget_spent, child_trial, derived_seed, gpu_seconds, gpus_per_trial,
@@ -31,7 +34,7 @@ use super::policy_store::{
 use super::status::{search_status, StatusInputs};
 use super::Phase;
 use crate::manifest;
-use crate::runtime::{apply_status, create, key, now, CachedPolicy, Context, Error, Result};
+use crate::runtime::{apply_status, create, key, now, CachedPolicy, Context, Due, Error, Result};
 use crate::strategy;
 use crate::trial::plan::Note;
 
@@ -46,9 +49,9 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 /// the learner's wake-up be lost.
 pub const STALE_RECHECK: Duration = Duration::from_secs(1);
 
-/// ChildTrials a search reconcile creates at most; the rest of the children a saved state
-/// names are created by the reconciles that follow at once (the search is requeued without
-/// delay; see `CachedPolicy::to_create`).
+/// ChildTrials a search reconcile creates at most; the children a saved state names are
+/// created by the reconciles that follow the save at once (the search is requeued without
+/// delay; see [`Due`]), this many each.
 ///
 /// A search of parallelism 450 starts 450 children in its first reconcile, and a running one
 /// about as many per save as trials finished since the last (30-40 in `make bench-scale`):
@@ -101,6 +104,16 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         }
     };
 
+    // A finished search is final: once its status at this generation says so and no child
+    // runs, nothing is read or written until the spec changes. (Otherwise an operator restart
+    // would restore the policy state of every finished search, seconds each at 20,000
+    // trials, and the deletion of a ChildTrial would change a final result.)
+    if let Some(done) = previous.filter(|p| is_final(p, generation)) {
+        export_status(&ctx.metrics, &namespace, &name, done);
+        ctx.succeeded(&key(search.as_ref()));
+        return Ok(Action::await_change());
+    }
+
     // Read: the policy state and this search's ChildTrials (owned by this uid: a deleted
     // search's trials may linger until garbage collection). The policy comes from this
     // process's last reconcile of the search when it ended well (see `CachedPolicy`: a write
@@ -110,42 +123,28 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     let selector = format!("{}={name}", labels::SEARCH);
     let mut cached_policy = None;
     let cached = ctx.take_policy(&uid);
-    // While this search's policy write must wait (`MIN_SAVE_INTERVAL`) and children run, a
-    // reconcile could only tell results in memory: no child may start before the state naming
-    // it is written, and the status waits with the write. So it does nothing and comes back
-    // when the wait ends (the trials that finished meanwhile are told then), unless the spec
-    // changed. This spares the work over all the search's trials that each trial event would
-    // cost (one reconcile per finished trial otherwise).
-    if let Some(c) = cached {
+    // The reconciles that follow one that saved the state finish its writes (`Due`): each
+    // writes the status it computed and/or creates the next children it named, one round of
+    // requests, and the search comes back at once while any are left. While the policy write
+    // must then wait (`MIN_SAVE_INTERVAL`) and children run, a reconcile could only tell
+    // results in memory: no child may start before the state naming it is written, and the
+    // status waits with the write. So it does nothing more and comes back when the wait ends
+    // (the trials that finished meanwhile are told then), unless the spec changed. This
+    // spares the work over all the search's trials that each trial event would cost (one
+    // reconcile per finished trial otherwise).
+    if let Some(mut c) = cached {
         let running = previous.is_some_and(|p| {
             p.observed_generation == generation
                 && matches!(p.phase, Some(SearchPhase::Running | SearchPhase::Suspended))
         });
-        match ctx.save_wait(&uid) {
-            Some(wait) if running && !c.strategy.pending().is_empty() => {
-                let mut c = c;
-                // Children the state names and the reconcile that saved it left: the next
-                // few are created now (a failed create leaves them to the next full
-                // reconcile, which finds them missing).
-                let batch: Vec<ChildTrial> = {
-                    let n = c.to_create.len().min(CREATES_PER_RECONCILE);
-                    c.to_create.drain(..n).collect()
-                };
-                let more = !c.to_create.is_empty();
-                let created = create_children(&trials, &batch).await;
-                if created.is_err() {
-                    c.to_create.clear();
-                }
-                ctx.keep_policy(&uid, c);
-                created?;
-                // The reconcile that saved the state named these children in its Event.
-                if !batch.is_empty() {
-                    steps.done("create");
-                }
-                ctx.succeeded(&key(search.as_ref()));
-                return Ok(Action::requeue(if more { Duration::ZERO } else { wait }));
-            }
-            _ => cached_policy = Some(c),
+        if c.due.generation != generation {
+            c.due = Due::default();
+        }
+        let waiting = running && !c.strategy.pending().is_empty() && ctx.save_wait(&uid).is_some();
+        if c.due.is_empty() && !waiting {
+            cached_policy = Some(c);
+        } else {
+            return follow_up(&ctx, &searches, &trials, &search, &uid, c, steps).await;
         }
     }
     // Objects of a deleted search of the same name wait for garbage collection: do not read
@@ -424,20 +423,16 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         }
     }
     steps.done("save");
-    // The first `CREATES_PER_RECONCILE` now, the rest by the reconciles that follow (a
-    // search of parallelism 450 starts 450 children with its first saved state).
-    let mut new_children = resumed
+    // The ChildTrials of the children the saved state names and no ChildTrial holds yet.
+    let new_children = resumed
         .missing
         .iter()
         .chain(&launched)
         .map(|p| child_trial(&search, p).map_err(Error::Missing))
         .collect::<Result<Vec<_>>>()?;
     let starting = new_children.len();
-    let to_create: std::collections::VecDeque<ChildTrial> = new_children
-        .split_off(starting.min(CREATES_PER_RECONCILE))
-        .into();
 
-    // Status (written alongside the creates, below).
+    // Status.
     let summary = core.summary(1);
     let all: Vec<&super::Trial> = core.trials().collect();
     let mut status = search_status(
@@ -493,7 +488,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     }
     let mut notes = Vec::new();
     if !new_children.is_empty() {
-        notes.push(created_note(&new_children, &to_create));
+        notes.push(created_note(&new_children));
     }
     let was = previous.and_then(|p| p.phase);
     if status.phase != was {
@@ -526,55 +521,46 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     // changes: the reconcile the wait ends with writes both (the counts lag by at most
     // `MIN_SAVE_INTERVAL`; one status write per interval instead of one per finished trial).
     let deferred = save_wait.is_some() && previous.and_then(|p| p.phase) == status.phase;
-    // The creates and the status write go together: neither reads what the other writes (the
-    // status already counts the new children as pending; should a create fail, the retry
-    // writes the status again). The state naming the children is saved, so the creates'
-    // order does not matter either.
-    let creating = create_children(&trials, &new_children);
-    let writing = async {
-        let started = std::time::Instant::now();
-        let written = if previous != Some(&status) && !deferred {
-            apply_status(&searches, search.as_ref(), &status)
-                .await
-                .map(|_| ())
-        } else {
-            Ok(())
-        };
-        ctx.metrics
-            .search_steps
-            .with_label_values(&["status"])
-            .observe(started.elapsed().as_secs_f64());
-        written
+    let status_due = (previous != Some(&status) && !deferred).then(|| status.clone());
+    let finished = matches!(
+        status.phase,
+        Some(SearchPhase::Succeeded) | Some(SearchPhase::Failed)
+    );
+    // The writes after a save, or of children to start, are made by the reconciles that
+    // follow at once, each making one round of requests (the status with the first
+    // children), while the policy stays cached. Here otherwise: a finished search's final
+    // status, and the status of a reconcile that saved nothing and starts nothing (which
+    // thus never makes the search come back at once).
+    let keep = saved_version.is_some() && !finished;
+    let defer = keep && (wrote != "nothing" || !new_children.is_empty());
+    let due = if defer {
+        Due {
+            generation,
+            children: new_children.iter().cloned().collect(),
+            status: status_due,
+            notes,
+        }
+    } else {
+        // The creates and the status write go together: neither reads what the other writes
+        // (the status already counts the new children as pending; should a create fail, the
+        // retry writes the status again). The state naming the children is saved, so the
+        // creates' order does not matter either.
+        let (created, written) = futures::join!(
+            create_children(&trials, &new_children),
+            write_status(&ctx, &searches, search.as_ref(), status_due.as_ref())
+        );
+        created?;
+        written?;
+        // Both steps together (`status` is also timed on its own).
+        steps.done("create");
+        ctx.publish(search.as_ref(), "Reconcile", &notes);
+        Due::default()
     };
-    let (created, written) = futures::join!(creating, writing);
-    created?;
-    written?;
-    // Both steps together (`status` is also timed on its own, above).
-    steps.done("create");
-    ctx.publish(search.as_ref(), "Reconcile", &notes);
 
     // Metrics.
     let m = &ctx.metrics;
     let labels = [namespace.as_str(), name.as_str()];
-    for (phase, n) in [
-        ("Pending", status.trials.pending),
-        ("Running", status.trials.running),
-        ("Succeeded", status.trials.succeeded),
-        ("Failed", status.trials.failed),
-    ] {
-        m.trials
-            .with_label_values(&[namespace.as_str(), name.as_str(), phase])
-            .set(i64::from(n));
-    }
-    if let Some(b) = &status.best {
-        m.best_reward.with_label_values(&labels).set(b.reward);
-        if let Some(a) = b.accuracy {
-            m.best_accuracy.with_label_values(&labels).set(a);
-        }
-        if let Some(l) = b.latency_ms {
-            m.best_latency_ms.with_label_values(&labels).set(l);
-        }
-    }
+    export_status(m, &namespace, &name, &status);
     m.gpu_seconds.with_label_values(&labels).set(gpu_used);
     let updates = core.strategy().counts().updates;
     m.policy_updates
@@ -583,11 +569,8 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     // The policy now equals the stored state at the head's resourceVersion: the next
     // reconcile reuses it while the head stays at that version.
     // A finished search needs it no more.
-    let finished = matches!(
-        status.phase,
-        Some(SearchPhase::Succeeded) | Some(SearchPhase::Failed)
-    );
-    if let (Some(version), false) = (saved_version, finished) {
+    let more = !due.is_empty();
+    if let (Some(version), true) = (saved_version, keep) {
         let (strategy, book) = core.into_parts();
         ctx.keep_policy(
             &uid,
@@ -595,7 +578,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
                 version,
                 strategy,
                 checkpoint,
-                to_create,
+                due,
                 trials: versions.map(|v| SeenTrials::new(book, v)),
             },
         );
@@ -605,8 +588,8 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         read,
         trials = children.len(),
         told = resumed.told.len(),
-        created = new_children.len(),
-        queued = starting - new_children.len(),
+        children = starting,
+        due = more,
         wrote,
         waited = save_wait.is_some(),
         stale,
@@ -616,7 +599,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     ctx.succeeded(&key(search.as_ref()));
     Ok(match status.phase {
         Some(SearchPhase::Succeeded) | Some(SearchPhase::Failed) => Action::await_change(),
-        // Children left to create are created by the reconciles that follow at once.
+        // The writes left (`Due`) are made by the reconciles that follow at once.
         // Results told while a write had to wait are saved, and children started, then.
         // A learner too far behind wakes the search when it has caught up (and this checks
         // again in a second in case that wake-up is lost).
@@ -624,10 +607,52 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             save_wait
                 .into_iter()
                 .chain(stale.then_some(STALE_RECHECK))
-                .chain((starting > new_children.len()).then_some(Duration::ZERO))
+                .chain(more.then_some(Duration::ZERO))
                 .fold(RESYNC, Duration::min),
         ),
     })
+}
+
+/// Whether `status` is the final one of a search at `generation`: it finished (Succeeded or
+/// Failed, with a completion time) at that generation, and no child is pending or running.
+pub fn is_final(status: &ArchitectureSearchStatus, generation: Option<i64>) -> bool {
+    matches!(
+        status.phase,
+        Some(SearchPhase::Succeeded | SearchPhase::Failed)
+    ) && status.observed_generation == generation
+        && status.completion_time.is_some()
+        && status.trials.running == 0
+        && status.trials.pending == 0
+}
+
+/// Sets the gauges a search's status gives: `nasop_trials` by phase and the best trial's
+/// reward, accuracy and latency (ms).
+fn export_status(
+    m: &crate::metrics::Metrics,
+    namespace: &str,
+    name: &str,
+    status: &ArchitectureSearchStatus,
+) {
+    for (phase, n) in [
+        ("Pending", status.trials.pending),
+        ("Running", status.trials.running),
+        ("Succeeded", status.trials.succeeded),
+        ("Failed", status.trials.failed),
+    ] {
+        m.trials
+            .with_label_values(&[namespace, name, phase])
+            .set(i64::from(n));
+    }
+    if let Some(b) = &status.best {
+        let labels = [namespace, name];
+        m.best_reward.with_label_values(&labels).set(b.reward);
+        if let Some(a) = b.accuracy {
+            m.best_accuracy.with_label_values(&labels).set(a);
+        }
+        if let Some(l) = b.latency_ms {
+            m.best_latency_ms.with_label_values(&labels).set(l);
+        }
+    }
 }
 
 /// The most updates a search's background learner may be behind while its children run: as
@@ -656,21 +681,110 @@ async fn create_children(trials: &Api<ChildTrial>, children: &[ChildTrial]) -> R
         .map(|_| ())
 }
 
-/// The `TrialsCreated` Event of a reconcile that created `children` and left `queued` to
-/// the reconciles that follow (which record no Event of their own: one per saved state).
-fn created_note(children: &[ChildTrial], queued: &std::collections::VecDeque<ChildTrial>) -> Note {
-    let names = |c: &mut dyn Iterator<Item = &ChildTrial>| {
-        c.map(|c| c.name_any()).collect::<Vec<_>>().join(", ")
+/// The `TrialsCreated` Event of the children a saved state named: the first
+/// [`CREATES_PER_RECONCILE`] are created by the reconcile that records it, the rest by the
+/// reconciles that follow (which record no Event of their own: one per saved state).
+fn created_note(children: &[ChildTrial]) -> Note {
+    let names = |c: &[ChildTrial]| {
+        c.iter()
+            .map(|c| c.name_any())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let mut message = format!("created {}", names(&mut children.iter()));
+    let (now, queued) = children.split_at(children.len().min(CREATES_PER_RECONCILE));
+    let mut message = format!("created {}", names(now));
     if !queued.is_empty() {
-        message += &format!("; {} follow: {}", queued.len(), names(&mut queued.iter()));
+        message += &format!("; {} follow: {}", queued.len(), names(queued));
     }
     Note {
         warning: false,
         reason: "TrialsCreated",
         message,
     }
+}
+
+/// Writes `status` (`None`: nothing to write) to the search's status subresource, timed as
+/// the `status` step.
+///
+/// # Errors
+/// The API error.
+async fn write_status(
+    ctx: &Context,
+    searches: &Api<ArchitectureSearch>,
+    search: &ArchitectureSearch,
+    status: Option<&ArchitectureSearchStatus>,
+) -> Result<()> {
+    let Some(status) = status else {
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    let written = apply_status(searches, search, status).await.map(|_| ());
+    ctx.metrics
+        .search_steps
+        .with_label_values(&["status"])
+        .observe(started.elapsed().as_secs_f64());
+    written
+}
+
+/// Makes one round of the writes the reconcile that saved the cached policy `c` left
+/// (`c.due`): the status it computed, alongside the next [`CREATES_PER_RECONCILE`] of its
+/// children; then records its Events. A failure drops what is left: the retry, a full
+/// reconcile, computes the status anew and creates the children still missing. Comes back at
+/// once while writes are left, and otherwise when the policy may be written again.
+///
+/// # Errors
+/// The first failed create, or the failed status write.
+async fn follow_up(
+    ctx: &Context,
+    searches: &Api<ArchitectureSearch>,
+    trials: &Api<ChildTrial>,
+    search: &ArchitectureSearch,
+    uid: &str,
+    mut c: CachedPolicy,
+    mut steps: crate::metrics::StepTimer<'_>,
+) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let batch: Vec<ChildTrial> = {
+        let n = c.due.children.len().min(CREATES_PER_RECONCILE);
+        c.due.children.drain(..n).collect()
+    };
+    let status = c
+        .due
+        .status
+        .take()
+        .filter(|s| search.status.as_ref() != Some(s));
+    let notes = std::mem::take(&mut c.due.notes);
+    let (created, written) = futures::join!(
+        create_children(trials, &batch),
+        write_status(ctx, searches, search, status.as_ref())
+    );
+    if created.is_err() || written.is_err() {
+        c.due = Due::default();
+    }
+    let more = !c.due.is_empty();
+    ctx.keep_policy(uid, c);
+    created?;
+    written?;
+    if !batch.is_empty() {
+        steps.done("create");
+    }
+    ctx.publish(search, "Reconcile", &notes);
+    if !batch.is_empty() || status.is_some() {
+        tracing::debug!(
+            search = %search.name_any(),
+            created = batch.len(),
+            status = status.is_some(),
+            due = more,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "search writes followed up"
+        );
+    }
+    ctx.succeeded(&key(search));
+    Ok(Action::requeue(if more {
+        Duration::ZERO
+    } else {
+        ctx.save_wait(uid).unwrap_or(Duration::ZERO)
+    }))
 }
 
 /// The metadata of the search's policy ConfigMaps (names, annotations, owners,

@@ -67,10 +67,14 @@ fn cached_policy(
             version: "41".into(),
             strategy: st,
             checkpoint: None,
-            to_create: asked[queued..]
-                .iter()
-                .map(|p| child_trial(s, p).unwrap())
-                .collect(),
+            due: crate::runtime::Due {
+                generation: s.metadata.generation,
+                children: asked[queued..]
+                    .iter()
+                    .map(|p| child_trial(s, p).unwrap())
+                    .collect(),
+                ..Default::default()
+            },
             trials: None,
         },
     );
@@ -215,6 +219,8 @@ async fn finished_trials_are_consumed_once_and_the_budget_ends_the_search() {
     let (c1, m1) = (children.clone(), maps_json.clone());
     let saved = std::sync::Arc::new(std::sync::Mutex::new(None));
     let saved_in = saved.clone();
+    let final_status = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let final_in = final_status.clone();
     let (action, metrics) = reconciled_with_metrics(s.clone(), move |mut api, object| {
         Box::pin(async move {
             // The ConfigMaps' metadata, the trials, then (no cached policy) their data.
@@ -240,6 +246,7 @@ async fn finished_trials_are_consumed_once_and_the_budget_ends_the_search() {
                 &api.expect_status(&format!("{SEARCH}/status?"), &object)
                     .await,
             );
+            *final_in.lock().unwrap() = Some(st.clone());
             assert_eq!(st.phase, Some(SearchPhase::Succeeded));
             assert_eq!((st.trials.succeeded, st.trials.total), (2, 2));
             let best = st.best.unwrap();
@@ -247,7 +254,7 @@ async fn finished_trials_are_consumed_once_and_the_budget_ends_the_search() {
                 (best.trial_name.as_str(), best.reward),
                 ("cifar-00001", 0.93)
             );
-            assert_eq!(st.policy.unwrap().trials_consumed, 2);
+            assert_eq!(st.policy.as_ref().unwrap().trials_consumed, 2);
             let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
             assert_eq!(
                 (ready.status.as_str(), ready.reason.as_str()),
@@ -268,7 +275,27 @@ async fn finished_trials_are_consumed_once_and_the_budget_ends_the_search() {
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
-    // Reconciled again with the new state: nothing is told twice, nothing is written.
+    // Reconciled again with its final status (as the next trial event would): nothing is
+    // read or written, and the metrics come from the status (a new process's, here).
+    let mut finished = s.clone();
+    finished.status = final_status.lock().unwrap().take();
+    assert!(super::is_final(finished.status.as_ref().unwrap(), Some(1)));
+    let (action, metrics) =
+        reconciled_with_metrics(finished.clone(), |api, _| Box::pin(async move { api })).await;
+    assert_eq!(action, Action::await_change());
+    for line in [
+        "nasop_trials{namespace=\"nas\",phase=\"Succeeded\",search=\"cifar\"} 2",
+        "nasop_best_reward{namespace=\"nas\",search=\"cifar\"} 0.93",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    // Not final at another generation (the spec changed), nor while a child runs.
+    assert!(!super::is_final(finished.status.as_ref().unwrap(), Some(2)));
+    let mut running = finished.status.clone().unwrap();
+    running.trials.running = 1;
+    assert!(!super::is_final(&running, Some(1)));
+    // Reconciled again with the new state but no status: nothing is told twice, nothing
+    // is written.
     let head = saved.lock().unwrap().take().unwrap();
     let space = s.spec.search_space.build().unwrap();
     let state = from_config_maps("cifar", std::slice::from_ref(&head)).unwrap();
@@ -404,8 +431,7 @@ async fn the_policy_saved_is_reused_and_a_write_over_another_writer_fails_with_4
     let s = search("{maxTrials: 3, parallelism: 2}");
     let (ctx, server) = mock::context();
     let object = serde_json::to_value(&s).unwrap();
-    // First reconcile: a new search creates its head (the server answers resourceVersion 7)
-    // and two trials.
+    // First reconcile: a new search creates its head (the server answers resourceVersion 7).
     let created = std::sync::Arc::new(std::sync::Mutex::new((None, Vec::new())));
     let keep = created.clone();
     let first = {
@@ -413,8 +439,7 @@ async fn the_policy_saved_is_reused_and_a_write_over_another_writer_fails_with_4
         async move { reconcile(Arc::new(s), ctx).await.unwrap() }
     };
     let server = {
-        let object = object.clone();
-        mock::run_keeping(first, async move {
+        let (action, server) = mock::run_keeping(first, async move {
             let mut api = server;
             api.expect_list(MAPS, SELECTOR, vec![]).await;
             api.expect_list(TRIALS, SELECTOR, vec![]).await;
@@ -430,6 +455,27 @@ async fn the_policy_saved_is_reused_and_a_write_over_another_writer_fails_with_4
                     },
                 )
                 .await;
+            let mut head = head.body;
+            head["metadata"]["resourceVersion"] = json!("7");
+            keep.lock().unwrap().0 = Some(head);
+            api
+        })
+        .await;
+        // Nothing else is sent; the search comes back at once for the writes that follow.
+        assert_eq!(action, Action::requeue(std::time::Duration::ZERO));
+        server
+    };
+    // The reconcile that follows at once creates them, writes the status and records the
+    // Event.
+    let keep = created.clone();
+    let follow = {
+        let (ctx, s) = (ctx.clone(), s.clone());
+        async move { reconcile(Arc::new(s), ctx).await.unwrap() }
+    };
+    let server = {
+        let object = object.clone();
+        mock::run_keeping(follow, async move {
+            let mut api = server;
             let mut trials = Vec::new();
             for i in 0..2 {
                 trials.push(
@@ -441,9 +487,7 @@ async fn the_policy_saved_is_reused_and_a_write_over_another_writer_fails_with_4
             api.expect_status(&format!("{SEARCH}/status?"), &object)
                 .await;
             api.expect_event("nas", "TrialsCreated").await;
-            let mut head = head.body;
-            head["metadata"]["resourceVersion"] = json!("7");
-            *keep.lock().unwrap() = (Some(head), trials);
+            keep.lock().unwrap().1 = trials;
             api
         })
         .await
@@ -620,23 +664,43 @@ async fn while_a_policy_write_waits_a_cached_search_is_not_reconciled_until_the_
     // A changed spec (generation 2, status at 1) is reconciled at once.
     let mut changed = s.clone();
     changed.metadata.generation = Some(2);
+    // The writes the reconcile at generation 1 left (both creates) are dropped: a full
+    // reconcile computes them anew.
     let (ctx, server) = mock::context();
-    cache(&ctx, 2);
-    mock::run(
-        async move { reconcile(Arc::new(changed), ctx).await.unwrap() },
+    cached_policy(&ctx, &s, 2, 0);
+    let (action, server) = mock::run_keeping(
+        reconcile(Arc::new(changed.clone()), ctx.clone()),
         async move {
             let mut api = server;
+            // The trials are read: the proposals saved are found without ChildTrials. Nothing
+            // new starts (the write still waits), and the status waits with it.
             api.expect_list(TRIALS, SELECTOR, vec![]).await;
-            // The proposals saved but not yet created are created; nothing new starts (the
-            // write still waits), and the status waits with it.
+            api
+        },
+    )
+    .await;
+    // Their creates are left to the reconcile that follows at once.
+    assert_eq!(action.unwrap(), Action::requeue(std::time::Duration::ZERO));
+    let due = ctx.take_policy(&uid).unwrap();
+    assert_eq!(due.due.generation, Some(2));
+    assert_eq!(due.due.children.len(), 2);
+    assert_eq!(due.due.status, None);
+    ctx.keep_policy(&uid, due);
+    let (action, server) = mock::run_keeping(reconcile(Arc::new(changed), ctx.clone()), {
+        let mut api = server;
+        async move {
             for i in 0..2 {
                 api.expect_create(&format!("{TRIALS}/cifar-0000{i}?")).await;
             }
             api.expect_event("nas", "TrialsCreated").await;
             api
-        },
-    )
+        }
+    })
     .await;
+    server.done();
+    // Then back when the write may be made.
+    assert!(format!("{action:?}").contains("ms)"), "{action:?}");
+    assert!(ctx.take_policy(&uid).unwrap().due.is_empty());
 }
 
 /// Answers the next `creates` ChildTrial creates (each echoed, or answered `code` with a
@@ -696,8 +760,8 @@ async fn a_reconcile_creates_at_most_creates_per_reconcile_children_and_the_next
     let uid = s.metadata.uid.clone().unwrap();
     let object = serde_json::to_value(&s).unwrap();
     let (ctx, server) = mock::context();
-    // First reconcile: the state naming all 20 proposals is saved, 4 children are created,
-    // the status counts all 20 as pending, and the search comes back at once.
+    // First reconcile: the state naming all 20 proposals is saved, and nothing else is sent;
+    // the search comes back at once for the writes that follow.
     let (action, server) =
         mock::run_keeping(reconcile(Arc::new(s.clone()), ctx.clone()), async move {
             let mut api = server;
@@ -709,6 +773,27 @@ async fn a_reconcile_creates_at_most_creates_per_reconcile_children_and_the_next
                 (201, body)
             })
             .await;
+            api
+        })
+        .await;
+    assert_eq!(action.unwrap(), Action::requeue(std::time::Duration::ZERO));
+    let cached = ctx.take_policy(&uid).unwrap();
+    let queued: Vec<String> = cached
+        .due
+        .children
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(queued, trial_names(0..20));
+    assert_eq!(cached.strategy.pending().len(), 20);
+    assert_eq!(cached.due.generation, Some(1));
+    ctx.keep_policy(&uid, cached);
+
+    // The next reconcile writes the status, which counts all 20 as pending, alongside the
+    // first 4 creates, then records the Event naming all 20.
+    let (action, server) =
+        mock::run_keeping(reconcile(Arc::new(s.clone()), ctx.clone()), async move {
+            let mut api = server;
             let (names, status) = creates_and_status(&mut api, K, 201, Some(&object)).await;
             assert_eq!(names, trial_names(0..K));
             let status = status.unwrap();
@@ -733,15 +818,6 @@ async fn a_reconcile_creates_at_most_creates_per_reconcile_children_and_the_next
         })
         .await;
     assert_eq!(action.unwrap(), Action::requeue(std::time::Duration::ZERO));
-    let cached = ctx.take_policy(&uid).unwrap();
-    let queued: Vec<String> = cached
-        .to_create
-        .iter()
-        .map(|c| c.metadata.name.clone().unwrap())
-        .collect();
-    assert_eq!(queued, trial_names(K..20));
-    assert_eq!(cached.strategy.pending().len(), 20);
-    ctx.keep_policy(&uid, cached);
 
     // The reconciles that follow (the write waits: `MIN_SAVE_INTERVAL`) create the next 4
     // each, and send nothing else: no read, no write, no status, no Event (the
@@ -770,7 +846,7 @@ async fn a_reconcile_creates_at_most_creates_per_reconcile_children_and_the_next
     }
     server.done();
     let cached = ctx.take_policy(&uid).unwrap();
-    assert!(cached.to_create.is_empty());
+    assert!(cached.due.is_empty());
     assert_eq!(cached.version, "7");
     assert_eq!(cached.strategy.pending().len(), 20);
 }
@@ -795,6 +871,6 @@ async fn a_failed_create_of_a_queued_child_leaves_the_rest_to_the_next_full_reco
     server.done();
     assert!(result.is_err());
     let cached = ctx.take_policy(&uid).unwrap();
-    assert!(cached.to_create.is_empty());
+    assert!(cached.due.is_empty());
     assert_eq!(cached.strategy.pending().len(), 20);
 }
