@@ -532,11 +532,11 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     // status, and the status of a reconcile that saved nothing and starts nothing (which
     // thus never makes the search come back at once).
     let keep = saved_version.is_some() && !finished;
-    let defer = keep && (wrote != "nothing" || !new_children.is_empty());
+    let defer = keep && (changed || !new_children.is_empty());
     let due = if defer {
         Due {
             generation,
-            children: new_children.iter().cloned().collect(),
+            children: new_children.into(),
             status: status_due,
             notes,
         }
@@ -570,7 +570,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     // reconcile reuses it while the head stays at that version.
     // A finished search needs it no more.
     let more = !due.is_empty();
-    if let (Some(version), true) = (saved_version, keep) {
+    if let Some(version) = saved_version.filter(|_| keep) {
         let (strategy, book) = core.into_parts();
         ctx.keep_policy(
             &uid,
