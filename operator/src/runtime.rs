@@ -222,12 +222,18 @@ pub struct Due {
     pub status: Option<nasop_crds::api::ArchitectureSearchStatus>,
     /// Events to record once the status is written and the first children are created.
     pub notes: Vec<crate::trial::plan::Note>,
+    /// Names of the policy ConfigMaps of the state the save replaced, to delete (no stored
+    /// state refers to them; one left by a stopped process goes with a later write).
+    pub stale_parts: Vec<String>,
 }
 
 impl Due {
     /// Whether nothing is left to do.
     pub fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.status.is_none() && self.notes.is_empty()
+        self.children.is_empty()
+            && self.status.is_none()
+            && self.notes.is_empty()
+            && self.stale_parts.is_empty()
     }
 }
 

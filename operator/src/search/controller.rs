@@ -144,7 +144,17 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         if c.due.is_empty() && !waiting {
             cached_policy = Some(c);
         } else {
-            return follow_up(&ctx, &searches, &trials, &search, &uid, c, steps).await;
+            return follow_up(
+                &ctx,
+                &searches,
+                &trials,
+                &config_maps,
+                &search,
+                &uid,
+                c,
+                steps,
+            )
+            .await;
         }
     }
     // Objects of a deleted search of the same name wait for garbage collection: do not read
@@ -324,6 +334,8 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     let mut saved_version = head_version.clone();
     // What this reconcile wrote (debug log).
     let mut wrote = "nothing";
+    // Policy ConfigMaps no stored state refers to any more, to delete.
+    let mut stale_maps = Vec::new();
     if changed {
         let owner = search
             .controller_owner_ref(&())
@@ -371,24 +383,30 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         // at the read; one made before then would miss parts that a writer stopped while its
         // requests were in flight created since). A journal from the cached policy changes
         // no part and needs no listing: a part left by a stopped writer goes with the next
-        // checkpoint (every `CHECKPOINT_RESULTS` results) or the next read.
+        // checkpoint (every `CHECKPOINT_RESULTS` results), the next read, or the search's
+        // last write (listed then, so that a finished search leaves no part behind).
+        let last = core.phase() != Phase::Running;
         let maps = match maps {
             Some(maps) => Some(maps),
-            None if kind == "journal" => None,
+            None if kind == "journal" && !last => None,
             None => Some(policy_maps(&config_maps, &selector).await?),
         };
-        for mut part in parts {
-            if maps
-                .iter()
-                .flatten()
-                .any(|m| m.metadata.name == part.metadata.name)
-            {
-                continue;
-            }
-            part.metadata.owner_references = Some(vec![owner.clone()]);
-            // Named by the checksum of its bytes: one there already holds the same.
-            create(&config_maps, &part).await?;
-        }
+        // The parts at once (each up to 900 KiB; the head names them, so it comes after).
+        // Named by the checksum of their bytes: one there already holds the same.
+        let creates = parts
+            .into_iter()
+            .filter(|part| {
+                !maps
+                    .iter()
+                    .flatten()
+                    .any(|m| m.metadata.name == part.metadata.name)
+            })
+            .map(|mut part| {
+                part.metadata.owner_references = Some(vec![owner.clone()]);
+                let config_maps = config_maps.clone();
+                async move { create(&config_maps, &part).await }
+            });
+        futures::future::try_join_all(creates).await?;
         let mut head = head;
         head.metadata.owner_references = Some(vec![owner.clone()]);
         // The version this state was read or saved at, not the one listed now.
@@ -417,10 +435,9 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         checkpoint = written;
         wrote = kind;
         ctx.saved_policy(&uid);
+        // The replaced state's parts go with the writes that follow (below).
         let kept = referenced_parts(&name, std::slice::from_ref(&head));
-        for part in stale_parts(&name, maps.as_deref().unwrap_or_default(), &kept) {
-            crate::runtime::delete(&config_maps, &part).await?;
-        }
+        stale_maps = stale_parts(&name, maps.as_deref().unwrap_or_default(), &kept);
     }
     steps.done("save");
     // The ChildTrials of the children the saved state names and no ChildTrial holds yet.
@@ -539,19 +556,22 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             children: new_children.into(),
             status: status_due,
             notes,
+            stale_parts: stale_maps,
         }
     } else {
         // The creates and the status write go together: neither reads what the other writes
         // (the status already counts the new children as pending; should a create fail, the
         // retry writes the status again). The state naming the children is saved, so the
         // creates' order does not matter either.
-        let (created, written) = futures::join!(
+        let (created, written, deleted) = futures::join!(
             create_children(&trials, &new_children),
-            write_status(&ctx, &searches, search.as_ref(), status_due.as_ref())
+            write_status(&ctx, &searches, search.as_ref(), status_due.as_ref()),
+            delete_parts(&config_maps, &stale_maps)
         );
         created?;
         written?;
-        // Both steps together (`status` is also timed on its own).
+        deleted?;
+        // Together (`status` is also timed on its own).
         steps.done("create");
         ctx.publish(search.as_ref(), "Reconcile", &notes);
         Due::default()
@@ -703,6 +723,21 @@ fn created_note(children: &[ChildTrial]) -> Note {
     }
 }
 
+/// Deletes the policy ConfigMaps named `parts`, at once (one already gone counts as deleted).
+///
+/// # Errors
+/// The first failed delete (all are tried).
+async fn delete_parts(config_maps: &Api<ConfigMap>, parts: &[String]) -> Result<()> {
+    futures::future::join_all(
+        parts
+            .iter()
+            .map(|part| crate::runtime::delete(config_maps, part)),
+    )
+    .await
+    .into_iter()
+    .collect()
+}
+
 /// Writes `status` (`None`: nothing to write) to the search's status subresource, timed as
 /// the `status` step.
 ///
@@ -727,17 +762,19 @@ async fn write_status(
 }
 
 /// Makes one round of the writes the reconcile that saved the cached policy `c` left
-/// (`c.due`): the status it computed, alongside the next [`CREATES_PER_RECONCILE`] of its
-/// children; then records its Events. A failure drops what is left: the retry, a full
+/// (`c.due`): the status it computed and the deletes of the replaced state's parts, alongside
+/// the next [`CREATES_PER_RECONCILE`] of its children; then records its Events. A failure drops what is left: the retry, a full
 /// reconcile, computes the status anew and creates the children still missing. Comes back at
 /// once while writes are left, and otherwise when the policy may be written again.
 ///
 /// # Errors
 /// The first failed create, or the failed status write.
+#[allow(clippy::too_many_arguments)]
 async fn follow_up(
     ctx: &Context,
     searches: &Api<ArchitectureSearch>,
     trials: &Api<ChildTrial>,
+    config_maps: &Api<ConfigMap>,
     search: &ArchitectureSearch,
     uid: &str,
     mut c: CachedPolicy,
@@ -754,17 +791,20 @@ async fn follow_up(
         .take()
         .filter(|s| search.status.as_ref() != Some(s));
     let notes = std::mem::take(&mut c.due.notes);
-    let (created, written) = futures::join!(
+    let stale = std::mem::take(&mut c.due.stale_parts);
+    let (created, written, deleted) = futures::join!(
         create_children(trials, &batch),
-        write_status(ctx, searches, search, status.as_ref())
+        write_status(ctx, searches, search, status.as_ref()),
+        delete_parts(config_maps, &stale)
     );
-    if created.is_err() || written.is_err() {
+    if created.is_err() || written.is_err() || deleted.is_err() {
         c.due = Due::default();
     }
     let more = !c.due.is_empty();
     ctx.keep_policy(uid, c);
     created?;
     written?;
+    deleted?;
     if !batch.is_empty() {
         steps.done("create");
     }

@@ -874,3 +874,88 @@ async fn a_failed_create_of_a_queued_child_leaves_the_rest_to_the_next_full_reco
     assert!(cached.due.is_empty());
     assert_eq!(cached.strategy.pending().len(), 20);
 }
+
+#[tokio::test]
+async fn the_parts_a_save_replaces_are_deleted_by_the_reconcile_that_follows() {
+    let s = running("{maxTrials: 4, parallelism: 2}");
+    let uid = s.metadata.uid.clone().unwrap();
+    let object = serde_json::to_value(&s).unwrap();
+    let (maps, children) = mid_search(&s, &[Some(0.5), None]);
+    // A part no head refers to (as a writer stopped half-way leaves one).
+    let mut stray = maps[0].clone();
+    stray.metadata.name = Some("cifar-policy-0123abcd-1".into());
+    stray.metadata.annotations = None;
+    let listed: Vec<Value> = maps
+        .iter()
+        .chain([&stray])
+        .map(|m| serde_json::to_value(m).unwrap())
+        .collect();
+    let (ctx, server) = mock::context();
+    // The result is told and a child launched: the state is written, and nothing else yet.
+    let (action, server) =
+        mock::run_keeping(reconcile(Arc::new(s.clone()), ctx.clone()), async move {
+            let mut api = server;
+            api.expect_list(MAPS, SELECTOR, listed.clone()).await;
+            api.expect_list(TRIALS, SELECTOR, children).await;
+            api.expect_list(MAPS, SELECTOR, listed).await;
+            api.expect_replace(&format!("{MAPS}/cifar-policy?"), "42")
+                .await;
+            api
+        })
+        .await;
+    assert_eq!(action.unwrap(), Action::requeue(std::time::Duration::ZERO));
+    let cached = ctx.take_policy(&uid).unwrap();
+    assert_eq!(cached.due.stale_parts, ["cifar-policy-0123abcd-1"]);
+    assert_eq!(cached.due.children.len(), 1);
+    assert!(cached.due.status.is_some());
+    ctx.keep_policy(&uid, cached);
+    // The reconcile that follows creates the child, writes the status and deletes the stray
+    // part, all at once, then records the Event.
+    let (action, server) =
+        mock::run_keeping(reconcile(Arc::new(s.clone()), ctx.clone()), async move {
+            let mut api = server;
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                let request = api
+                    .next("the create, the status write or the delete", |s| {
+                        match s.method.as_str() {
+                            "POST" => (201, s.body.clone()),
+                            "PATCH" => {
+                                let mut answer = object.clone();
+                                answer["status"] = s.body["status"].clone();
+                                (200, answer)
+                            }
+                            "DELETE" => (
+                                200,
+                                json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                       "status": "Success"}),
+                            ),
+                            _ => (500, json!({})),
+                        }
+                    })
+                    .await;
+                seen.push(format!(
+                    "{} {}",
+                    request.method,
+                    request.uri.split('?').next().unwrap()
+                ));
+            }
+            seen.sort();
+            assert_eq!(
+                seen,
+                [
+                    format!("DELETE {MAPS}/cifar-policy-0123abcd-1"),
+                    format!("PATCH {SEARCH}/status"),
+                    format!("POST {TRIALS}"),
+                ]
+            );
+            api.expect_event("nas", "TrialsCreated").await;
+            api
+        })
+        .await;
+    server.done();
+    // Then back when the next write may be made.
+    let action = action.unwrap();
+    assert!(format!("{action:?}").contains("ms)"), "{action:?}");
+    assert!(ctx.take_policy(&uid).unwrap().due.is_empty());
+}
