@@ -336,7 +336,16 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     let mut wrote = "nothing";
     // Policy ConfigMaps no stored state refers to any more, to delete.
     let mut stale_maps = Vec::new();
+    // Milliseconds of the save spent encoding the state, creating parts, writing the head
+    // (debug log).
+    let mut save_ms = [0.0; 3];
     if changed {
+        let mut lap = std::time::Instant::now();
+        let mut lap_ms = || {
+            let ms = lap.elapsed().as_secs_f64() * 1000.0;
+            lap = std::time::Instant::now();
+            ms
+        };
         let owner = search
             .controller_owner_ref(&())
             .ok_or(Error::Missing("metadata.uid"))?;
@@ -386,6 +395,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         // checkpoint (every `CHECKPOINT_RESULTS` results), the next read, or the search's
         // last write (listed then, so that a finished search leaves no part behind).
         let last = core.phase() != Phase::Running;
+        save_ms[0] = lap_ms();
         let maps = match maps {
             Some(maps) => Some(maps),
             None if kind == "journal" && !last => None,
@@ -407,6 +417,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
                 async move { create(&config_maps, &part).await }
             });
         futures::future::try_join_all(creates).await?;
+        save_ms[1] = lap_ms();
         let mut head = head;
         head.metadata.owner_references = Some(vec![owner.clone()]);
         // The version this state was read or saved at, not the one listed now.
@@ -432,6 +443,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
                     .resource_version;
             }
         }
+        save_ms[2] = lap_ms();
         checkpoint = written;
         wrote = kind;
         ctx.saved_policy(&uid);
@@ -611,6 +623,9 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         children = starting,
         due = more,
         wrote,
+        encode_ms = save_ms[0],
+        parts_ms = save_ms[1],
+        head_ms = save_ms[2],
         waited = save_wait.is_some(),
         stale,
         ms = started.elapsed().as_secs_f64() * 1000.0,
