@@ -184,7 +184,9 @@ type SearchWakes = futures::channel::mpsc::UnboundedSender<ObjectRef<Architectur
 /// that writes lists them then). That is safe because every write of the head carries the
 /// resourceVersion kept here as a precondition: if another writer changed the state
 /// meanwhile, the write fails with 409 Conflict, no child starts, and the entry, taken out
-/// for the failed reconcile, is gone, so the retry reads the stored state.
+/// for the failed reconcile, is gone, so the retry reads the stored state. (A reconcile that
+/// only makes the writes a save left, see [`Due`], keeps it when one fails: the state is
+/// stored already.)
 pub struct CachedPolicy {
     /// The head ConfigMap's resourceVersion after the save or read.
     pub version: String,
@@ -203,8 +205,10 @@ pub struct CachedPolicy {
 /// follow it at once, each of which makes one round of requests (see
 /// [`crate::search::controller::reconcile`]): the status it computed, and the ChildTrials of
 /// the children the state names, [`crate::search::controller::CREATES_PER_RECONCILE`] per
-/// reconcile. Derived, never trusted alone: a full reconcile drops what is left and computes
-/// anew from the saved state and the trials seen (children still missing are created then).
+/// reconcile. Derived, never trusted alone: it is dropped when the spec's generation changes
+/// (or the operator restarts), and the full reconcile then computes the status anew from the
+/// saved state and the trials seen, and creates the children still missing. A failed write
+/// stays due and is made again by the retry.
 ///
 /// Before, the saving reconcile wrote the status and its first children itself, after the
 /// save: two rounds of requests in a row. In `make bench-scale` (20,000 trials, 2 cores) the

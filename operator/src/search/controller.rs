@@ -2,7 +2,7 @@
 //! state and the ChildTrials -> resume the search core (each finished trial told to the
 //! strategy exactly once, in id order) -> start new children -> save the policy state ->
 //! (by the reconciles that follow at once, one round of requests each: `Due`) write the
-//! status and create the children's ChildTrials.
+//! status, create the children's ChildTrials and delete the replaced state's parts.
 //!
 //! Exactly once: the strategy state records which proposals still wait for a result, and is
 //! saved before the ChildTrials of new proposals are created. A reconcile stopped anywhere
@@ -339,6 +339,9 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
     // Milliseconds of the save spent encoding the state, creating parts, writing the head
     // (debug log).
     let mut save_ms = [0.0; 3];
+    // The search's last write, or a reconcile after it (the search stopped, or children
+    // still run after it failed).
+    let last = core.phase() != Phase::Running;
     if changed {
         let mut lap = std::time::Instant::now();
         let mut lap_ms = || {
@@ -394,15 +397,15 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         // no part and needs no listing: a part left by a stopped writer goes with the next
         // checkpoint (every `CHECKPOINT_RESULTS` results), the next read, or the search's
         // last write (listed then, so that a finished search leaves no part behind).
-        let last = core.phase() != Phase::Running;
         save_ms[0] = lap_ms();
         let maps = match maps {
             Some(maps) => Some(maps),
             None if kind == "journal" && !last => None,
             None => Some(policy_maps(&config_maps, &selector).await?),
         };
-        // The parts at once (each up to 900 KiB; the head names them, so it comes after).
-        // Named by the checksum of their bytes: one there already holds the same.
+        // The parts, [`CREATE_CONCURRENCY`] at once (each up to 900 KiB; the head names them,
+        // so it comes after). Named by the checksum of their bytes: one there already holds
+        // the same.
         let creates = parts
             .into_iter()
             .filter(|part| {
@@ -416,7 +419,12 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
                 let config_maps = config_maps.clone();
                 async move { create(&config_maps, &part).await }
             });
-        futures::future::try_join_all(creates).await?;
+        futures::stream::iter(creates)
+            .buffered(CREATE_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
         save_ms[1] = lap_ms();
         let mut head = head;
         head.metadata.owner_references = Some(vec![owner.clone()]);
@@ -450,6 +458,13 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
         // The replaced state's parts go with the writes that follow (below).
         let kept = referenced_parts(&name, std::slice::from_ref(&head));
         stale_maps = stale_parts(&name, maps.as_deref().unwrap_or_default(), &kept);
+    } else if last {
+        // What the last write may have left: a failed delete, or a process stopped before it.
+        let listed = match maps {
+            Some(maps) => maps,
+            None => policy_maps(&config_maps, &selector).await?,
+        };
+        stale_maps = stale_parts(&name, &listed, &referenced_parts(&name, &listed));
     }
     steps.done("save");
     // The ChildTrials of the children the saved state names and no ChildTrial holds yet.
@@ -571,18 +586,18 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
             stale_parts: stale_maps,
         }
     } else {
-        // The creates and the status write go together: neither reads what the other writes
-        // (the status already counts the new children as pending; should a create fail, the
-        // retry writes the status again). The state naming the children is saved, so the
-        // creates' order does not matter either.
-        let (created, written, deleted) = futures::join!(
+        // The replaced state's parts go first: once a final status is written the search is
+        // not reconciled again (`is_final`). The creates and the status write go together:
+        // neither reads what the other writes (the status already counts the new children as
+        // pending; should a create fail, the retry writes the status again). The state naming
+        // the children is saved, so the creates' order does not matter either.
+        delete_parts(&config_maps, &stale_maps).await?;
+        let (created, written) = futures::join!(
             create_children(&trials, &new_children),
-            write_status(&ctx, &searches, search.as_ref(), status_due.as_ref()),
-            delete_parts(&config_maps, &stale_maps)
+            write_status(&ctx, &searches, search.as_ref(), status_due.as_ref())
         );
         created?;
         written?;
-        deleted?;
         // Together (`status` is also timed on its own).
         steps.done("create");
         ctx.publish(search.as_ref(), "Reconcile", &notes);
@@ -649,12 +664,25 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
 }
 
 /// Whether `status` is the final one of a search at `generation`: it finished (Succeeded or
-/// Failed, with a completion time) at that generation, and no child is pending or running.
+/// Failed, with a completion time) at that generation for a reason of its budget or its
+/// trials (not a blocked one: an invalid spec or policy state is checked again on each
+/// event), and no child is pending or running.
 pub fn is_final(status: &ArchitectureSearchStatus, generation: Option<i64>) -> bool {
+    use super::status::{condition, reason};
+    let ended = status.conditions.iter().any(|c| {
+        c.type_ == condition::PROGRESSING
+            && [
+                reason::BUDGET_SPENT,
+                reason::SPACE_EXHAUSTED,
+                reason::TOO_MANY_FAILURES,
+            ]
+            .contains(&c.reason.as_str())
+    });
     matches!(
         status.phase,
         Some(SearchPhase::Succeeded | SearchPhase::Failed)
-    ) && status.observed_generation == generation
+    ) && ended
+        && status.observed_generation == generation
         && status.completion_time.is_some()
         && status.trials.running == 0
         && status.trials.pending == 0
@@ -738,16 +766,18 @@ fn created_note(children: &[ChildTrial]) -> Note {
     }
 }
 
-/// Deletes the policy ConfigMaps named `parts`, at once (one already gone counts as deleted).
+/// Deletes the policy ConfigMaps named `parts`, [`CREATE_CONCURRENCY`] at once (one already
+/// gone counts as deleted).
 ///
 /// # Errors
 /// The first failed delete (all are tried).
 async fn delete_parts(config_maps: &Api<ConfigMap>, parts: &[String]) -> Result<()> {
-    futures::future::join_all(
-        parts
-            .iter()
-            .map(|part| crate::runtime::delete(config_maps, part)),
-    )
+    futures::stream::iter(parts.iter().cloned().map(|part| {
+        let config_maps = config_maps.clone();
+        async move { crate::runtime::delete(&config_maps, &part).await }
+    }))
+    .buffered(CREATE_CONCURRENCY)
+    .collect::<Vec<_>>()
     .await
     .into_iter()
     .collect()
@@ -778,12 +808,13 @@ async fn write_status(
 
 /// Makes one round of the writes the reconcile that saved the cached policy `c` left
 /// (`c.due`): the status it computed and the deletes of the replaced state's parts, alongside
-/// the next [`CREATES_PER_RECONCILE`] of its children; then records its Events. A failure drops what is left: the retry, a full
-/// reconcile, computes the status anew and creates the children still missing. Comes back at
-/// once while writes are left, and otherwise when the policy may be written again.
+/// the next [`CREATES_PER_RECONCILE`] of its children; then records its Events. What fails
+/// stays due, with the Events: the retry, backed off by the error policy, makes it again (a
+/// ChildTrial created meanwhile counts as created). Comes back at once while writes are
+/// left, and otherwise when the policy may be written again.
 ///
 /// # Errors
-/// The first failed create, or the failed status write.
+/// The first failed create, the failed status write, or the first failed delete.
 #[allow(clippy::too_many_arguments)]
 async fn follow_up(
     ctx: &Context,
@@ -813,13 +844,26 @@ async fn follow_up(
         delete_parts(config_maps, &stale)
     );
     if created.is_err() || written.is_err() || deleted.is_err() {
-        c.due = Due::default();
+        if created.is_err() {
+            for child in batch.into_iter().rev() {
+                c.due.children.push_front(child);
+            }
+        }
+        if written.is_err() {
+            c.due.status = status;
+        }
+        if deleted.is_err() {
+            c.due.stale_parts = stale;
+        }
+        c.due.notes = notes;
+        ctx.keep_policy(uid, c);
+        return Err(created
+            .and(written)
+            .and(deleted)
+            .expect_err("one of the writes failed"));
     }
     let more = !c.due.is_empty();
     ctx.keep_policy(uid, c);
-    created?;
-    written?;
-    deleted?;
     if !batch.is_empty() {
         steps.done("create");
     }

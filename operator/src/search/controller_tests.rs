@@ -289,6 +289,17 @@ async fn finished_trials_are_consumed_once_and_the_budget_ends_the_search() {
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
+    // Not final when blocked after the spec changed (an invalid spec is checked again).
+    let blocked = crate::search::children::blocked_status(
+        finished.status.as_ref(),
+        "InvalidSpec",
+        "invalid spec",
+        Some(2),
+        &crate::testing::now(),
+    );
+    assert_eq!(blocked.phase, Some(SearchPhase::Failed));
+    assert!(blocked.completion_time.is_some());
+    assert!(!super::is_final(&blocked, Some(2)));
     // Not final at another generation (the spec changed), nor while a child runs.
     assert!(!super::is_final(finished.status.as_ref().unwrap(), Some(2)));
     let mut running = finished.status.clone().unwrap();
@@ -852,27 +863,110 @@ async fn a_reconcile_creates_at_most_creates_per_reconcile_children_and_the_next
 }
 
 #[tokio::test]
-async fn a_failed_create_of_a_queued_child_leaves_the_rest_to_the_next_full_reconcile() {
+async fn a_failed_create_of_a_queued_child_stays_due_with_the_event_for_the_retry() {
+    use super::CREATES_PER_RECONCILE as K;
     let s = running("{maxTrials: 30, parallelism: 20}");
     let uid = s.metadata.uid.clone().unwrap();
     let (ctx, server) = mock::context();
     cached_policy(&ctx, &s, 20, 4);
-    // The API server fails the 4 creates (503): the reconcile fails (retried with backoff),
-    // no Event claims them created, and the queue is dropped: the policy stays cached, and
-    // the next reconcile that reads the trials finds all 16 missing and creates them.
-    let (result, server) = mock::run_keeping(reconcile(Arc::new(s), ctx.clone()), async move {
+    let mut cached = ctx.take_policy(&uid).unwrap();
+    cached.due.notes.push(crate::trial::plan::Note {
+        warning: false,
+        reason: "TrialsCreated",
+        message: "created cifar-00004, ...".into(),
+    });
+    ctx.keep_policy(&uid, cached);
+    // The API server fails the 4 creates (503): the reconcile fails (retried with backoff by
+    // the error policy), no Event claims them created, and they stay due, in order, with the
+    // Event and the rest.
+    let (result, server) =
+        mock::run_keeping(reconcile(Arc::new(s.clone()), ctx.clone()), async move {
+            let mut api = server;
+            let (names, _) = creates_and_status(&mut api, K, 503, None).await;
+            assert_eq!(names, trial_names(4..4 + K));
+            api
+        })
+        .await;
+    assert!(result.is_err());
+    let cached = ctx.take_policy(&uid).unwrap();
+    let due: Vec<String> = cached
+        .due
+        .children
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(due, trial_names(4..20));
+    assert_eq!(cached.due.notes.len(), 1);
+    assert_eq!(cached.strategy.pending().len(), 20);
+    ctx.keep_policy(&uid, cached);
+    // The retry creates them, then records the Event; the rest follow.
+    let (action, server) = mock::run_keeping(reconcile(Arc::new(s), ctx.clone()), async move {
         let mut api = server;
-        let (names, _) =
-            creates_and_status(&mut api, super::CREATES_PER_RECONCILE, 503, None).await;
-        assert_eq!(names, trial_names(4..4 + super::CREATES_PER_RECONCILE));
+        let (names, _) = creates_and_status(&mut api, K, 201, None).await;
+        assert_eq!(names, trial_names(4..4 + K));
+        api.expect_event("nas", "TrialsCreated").await;
         api
     })
     .await;
     server.done();
-    assert!(result.is_err());
+    assert_eq!(action.unwrap(), Action::requeue(std::time::Duration::ZERO));
     let cached = ctx.take_policy(&uid).unwrap();
-    assert!(cached.due.is_empty());
-    assert_eq!(cached.strategy.pending().len(), 20);
+    assert_eq!(cached.due.children.len(), 20 - 4 - K);
+    assert!(cached.due.notes.is_empty());
+}
+
+#[tokio::test]
+async fn a_search_that_ends_deletes_the_parts_left_before_its_final_status() {
+    // The last results were saved, but the process stopped before it deleted the replaced
+    // state's part: the next reconcile, with nothing to write, finds the part, deletes it, and
+    // only then writes the final status (after which the search is not reconciled again).
+    let s = search("{maxTrials: 2, parallelism: 2}");
+    let space = s.spec.search_space.build().unwrap();
+    let (_, children) = mid_search(&s, &[Some(0.71), Some(0.93)]);
+    let mut st = strategy::build(&space, &s.spec.strategy, 0).unwrap();
+    let proposals = st.ask(2);
+    for (p, r) in proposals.iter().zip([0.71, 0.93]) {
+        st.tell(p.id, r).unwrap();
+    }
+    let mut head = to_config_maps("cifar", "nas", &st.save()).pop().unwrap();
+    head.metadata.resource_version = Some("42".into());
+    let mut stray = head.clone();
+    stray.metadata.name = Some("cifar-policy-0123abcd-1".into());
+    stray.metadata.annotations = None;
+    let listed: Vec<Value> = [&head, &stray]
+        .iter()
+        .map(|m| serde_json::to_value(m).unwrap())
+        .collect();
+    let action = reconciled(s, move |mut api, object| {
+        Box::pin(async move {
+            api.expect_list(MAPS, SELECTOR, listed.clone()).await;
+            api.expect_list(TRIALS, SELECTOR, children).await;
+            api.expect_list(MAPS, SELECTOR, listed).await;
+            api.expect(
+                "DELETE",
+                &format!("{MAPS}/cifar-policy-0123abcd-1"),
+                &[],
+                |_| {
+                    (
+                        200,
+                        json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                               "status": "Success"}),
+                    )
+                },
+            )
+            .await;
+            let st = status_of(
+                &api.expect_status(&format!("{SEARCH}/status?"), &object)
+                    .await,
+            );
+            assert_eq!(st.phase, Some(SearchPhase::Succeeded));
+            assert!(super::is_final(&st, Some(1)));
+            api.expect_event("nas", "SearchSucceeded").await;
+            api
+        })
+    })
+    .await;
+    assert_eq!(action, Action::await_change());
 }
 
 #[tokio::test]
