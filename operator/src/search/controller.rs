@@ -419,12 +419,7 @@ pub async fn reconcile(search: Arc<ArchitectureSearch>, ctx: Arc<Context>) -> Re
                 let config_maps = config_maps.clone();
                 async move { create(&config_maps, &part).await }
             });
-        futures::stream::iter(creates)
-            .buffered(CREATE_CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>>>()?;
+        bounded(creates).await?;
         save_ms[1] = lap_ms();
         let mut head = head;
         head.metadata.owner_references = Some(vec![owner.clone()]);
@@ -731,17 +726,26 @@ pub fn lag_limit(parallelism: i32, batch: usize) -> u64 {
 /// # Errors
 /// The first failed create (all are tried).
 async fn create_children(trials: &Api<ChildTrial>, children: &[ChildTrial]) -> Result<()> {
-    let creations = children.iter().cloned().map(|child| {
+    bounded(children.iter().cloned().map(|child| {
         let trials = trials.clone();
         async move { create(&trials, &child).await }
-    });
-    futures::stream::iter(creations)
+    }))
+    .await
+}
+
+/// Runs `requests`, [`CREATE_CONCURRENCY`] at once, each to its end.
+///
+/// # Errors
+/// The first failed request's (in the given order).
+async fn bounded<T>(
+    requests: impl IntoIterator<Item = impl std::future::Future<Output = Result<T>>>,
+) -> Result<()> {
+    futures::stream::iter(requests)
         .buffered(CREATE_CONCURRENCY)
         .collect::<Vec<_>>()
         .await
         .into_iter()
-        .collect::<Result<Vec<_>>>()
-        .map(|_| ())
+        .try_for_each(|r| r.map(|_| ()))
 }
 
 /// The `TrialsCreated` Event of the children a saved state named: the first
@@ -772,15 +776,11 @@ fn created_note(children: &[ChildTrial]) -> Note {
 /// # Errors
 /// The first failed delete (all are tried).
 async fn delete_parts(config_maps: &Api<ConfigMap>, parts: &[String]) -> Result<()> {
-    futures::stream::iter(parts.iter().cloned().map(|part| {
+    bounded(parts.iter().cloned().map(|part| {
         let config_maps = config_maps.clone();
         async move { crate::runtime::delete(&config_maps, &part).await }
     }))
-    .buffered(CREATE_CONCURRENCY)
-    .collect::<Vec<_>>()
     .await
-    .into_iter()
-    .collect()
 }
 
 /// Writes `status` (`None`: nothing to write) to the search's status subresource, timed as
